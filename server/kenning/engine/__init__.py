@@ -1,0 +1,1 @@
+"""The engine: files, chunks, vectors and queries. Never imports pygls or lsprotocol."""

@@ -1,0 +1,1 @@
+"""kenning.lsp.features"""
