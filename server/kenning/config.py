@@ -90,7 +90,9 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     args = typing.get_args(tp)
     if origin is Literal:
         if value not in args:
-            raise ValueError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+            raise ValueError(
+                f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}"
+            )
         return value
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         if value is None and type(None) in args:

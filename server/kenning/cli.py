@@ -1,0 +1,379 @@
+"""The command line: argument parsing and printing only; the engine does the work.
+
+stdout carries results (JSON only with ``--json``); logs and progress go to
+stderr. A user error is one line on stderr and exit 1; bad usage exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kenning import __version__
+from kenning.config import Settings, parse_settings
+from kenning.errors import KenningError, UsageError
+
+log = logging.getLogger("kenning")
+
+EPILOG = (
+    "Docs: README.md. Environment: KENNING_HOME, KENNING_MODEL, KENNING_DEVICE, HF_HUB_OFFLINE."
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse's default prints the whole usage block; one line is enough.
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--path",
+        action="append",
+        metavar="DIR",
+        help="workspace root (default: the current folder); repeat for several roots",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument(
+        "--model", help="model id or folder (default: KENNING_MODEL or the embedded default)"
+    )
+    p.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], help="where to embed (default: auto)"
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out files matching GLOB (gitignore syntax); repeatable",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="index files matching GLOB even if ignored or vendored; repeatable",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or info logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kenning", description="Local semantic code search.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"kenning {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("index", help="bring the workspace index up to date")
+    _common(p)
+    p.add_argument(
+        "--no-embed", action="store_true", help="chunk and index words only; embed later"
+    )
+
+    p = sub.add_parser("search", help="search the workspace by meaning and words")
+    _common(p)
+    p.add_argument("query", nargs="+", help="what you are looking for")
+    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("--lang", action="append", metavar="LANG", help="only this language; repeatable")
+    p.add_argument(
+        "--glob", action="append", metavar="GLOB", help="only paths matching GLOB; repeatable"
+    )
+    p.add_argument("--mode", choices=["hybrid", "vector", "lexical"], default="hybrid")
+    p.add_argument("--no-refresh", action="store_true", help="search the index as it is")
+    p.add_argument("--explain", action="store_true", help="show why each result scored as it did")
+
+    p = sub.add_parser("similar", help="code most like the chunk at FILE:LINE")
+    _common(p)
+    p.add_argument("location", metavar="FILE:LINE")
+    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("--no-refresh", action="store_true", help="use the index as it is")
+
+    p = sub.add_parser("status", help="what the index holds and how it performs")
+    _common(p)
+    return parser
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("kenning: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("kenning").setLevel(level)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    wire: dict[str, Any] = {}
+    if getattr(args, "model", None):
+        wire["model"] = args.model
+    device = getattr(args, "device", None) or os.environ.get("KENNING_DEVICE")
+    if device:
+        wire["device"] = device
+    settings, problems = parse_settings(wire)
+    if problems:
+        raise UsageError(problems[0])
+    settings.exclude += args.exclude
+    settings.include += args.include
+    return settings
+
+
+def _roots(args: argparse.Namespace) -> list[Path]:
+    paths = args.path or [os.getcwd()]
+    return [Path(p) for p in dict.fromkeys(paths)]
+
+
+def _embedder_factory(settings: Settings) -> Callable[[], Any]:
+    def load() -> Any:
+        from kenning.engine.models import load_embedder
+
+        return load_embedder(settings.model, settings.device)
+
+    return load
+
+
+@contextmanager
+def _indexes(args: argparse.Namespace, embed: bool = True) -> Iterator[list[Any]]:
+    from kenning.engine.workspace import Index
+
+    settings = _settings(args)
+    factory = _embedder_factory(settings) if embed else None
+    opened: list[Any] = []
+    try:
+        for root in _roots(args):
+            index = Index(root, settings, embedder=factory)
+            if index.rebuilt:
+                log.warning("%s: the index was damaged and has been rebuilt", root)
+            opened.append(index)
+        yield opened
+    finally:
+        for index in opened:
+            index.close()
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _ProgressBar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description:<10}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if self._progress is None or total <= 0:
+            return
+        with self._lock:
+            task = self._tasks.get(stage)
+            if task is None:
+                label = {"chunk": "reading", "embed": "embedding"}.get(stage, stage)
+                task = self._tasks[stage] = self._progress.add_task(label, total=total)
+            self._progress.update(task, completed=done, total=total)
+
+
+def _refresh(indexes: list[Any], args: argparse.Namespace, embed: bool = True) -> list[Any]:
+    reports = []
+    with _ProgressBar(not args.quiet) as bar:
+        for index in indexes:
+            reports.append(index.refresh(progress=bar.update, embed=embed))
+    for report in reports:
+        for err in report.errors[:20]:
+            log.warning("skipped %s", err)
+    return reports
+
+
+def _out(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+# -- commands -----------------------------------------------------------------
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    with _indexes(args, embed=not args.no_embed) as indexes:
+        reports = _refresh(indexes, args, embed=not args.no_embed)
+    if args.json:
+        if len(reports) == 1:
+            _out(reports[0].to_json())
+        else:
+            _out(
+                {
+                    "roots": [
+                        dict(r.to_json(), root=str(i.root))
+                        for r, i in zip(reports, indexes, strict=True)
+                    ]
+                }
+            )
+        return 0
+    for index, r in zip(indexes, reports, strict=True):
+        print(
+            f"{index.root}: {r.files} files, {r.chunks} chunks; {r.changed} changed, "
+            f"{r.deleted} deleted, {r.skipped} skipped; embedded {r.embedded}, "
+            f"from cache {r.cached}, pending {r.pending}; {r.took_s:.2f}s"
+            + (f" [{r.model} on {r.device}]" if r.model else "")
+        )
+    return 0
+
+
+def _print_hits(result: dict[str, Any], explain: bool = False) -> None:
+    if not result["results"]:
+        print("no results")
+    for hit in result["results"]:
+        where = f"{hit['path']}:{hit['start_line']}-{hit['end_line']}"
+        name = hit["symbol"] or hit["kind"]
+        first = next((ln.strip() for ln in hit["snippet"].splitlines() if ln.strip()), "")
+        print(f"{hit['score']:.3f}  {where}  {name}")
+        print(f"       {first[:120]}")
+        if explain and hit.get("explain"):
+            parts = ", ".join(f"{k}={v}" for k, v in hit["explain"].items() if v is not None)
+            print(f"       ({parts})")
+    for note in result.get("notes", []):
+        log.info("%s", note)
+
+
+def _merge(results: Sequence[Any], k: int, query: str) -> dict[str, Any]:
+    """One answer from several roots: best scores first, paths kept per root."""
+    hits = []
+    for r in results:
+        for h in r.results:
+            item = h.to_json()
+            if len(results) > 1:
+                item["root"] = h.root
+            hits.append(item)
+    hits.sort(key=lambda h: -h["score"])
+    out: dict[str, Any] = {
+        "query": query,
+        "took_ms": round(sum(r.took_ms for r in results), 2),
+        "results": hits[:k],
+    }
+    if results:
+        out["mode"] = results[0].mode
+        out["complete"] = round(min(r.complete for r in results), 4)
+        notes = sorted({n for r in results for n in r.notes})
+        if notes:
+            out["notes"] = notes
+    return out
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    query = " ".join(args.query)
+    if args.k < 1:
+        raise UsageError("-k must be at least 1")
+    embed = args.mode != "lexical"
+    with _indexes(args, embed=embed) as indexes:
+        if not args.no_refresh:
+            _refresh(indexes, args, embed=embed)
+        results = [ix.search(query, args.k, args.mode, args.lang, args.glob) for ix in indexes]
+    merged = _merge(results, args.k, query)
+    if args.json:
+        _out(merged)
+    else:
+        _print_hits(merged, args.explain)
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    if args.k < 1:
+        raise UsageError("-k must be at least 1")
+    with _indexes(args) as indexes:
+        index = indexes[0]
+        rel, line = index.resolve_location(args.location)
+        if not args.no_refresh:
+            _refresh(indexes, args)
+        result = index.similar(rel, line, args.k)
+    merged = _merge([result], args.k, result.query)
+    if args.json:
+        _out(merged)
+    else:
+        _print_hits(merged)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _indexes(args, embed=False) as indexes:
+        statuses = [ix.status() for ix in indexes]
+    if args.json:
+        _out(statuses[0] if len(statuses) == 1 else {"roots": statuses})
+        return 0
+    for s in statuses:
+        m = s["metrics"]
+        print(f"{s['root']}")
+        print(
+            f"  files {s['files']}, chunks {s['chunks']}, embedded {s['embedded']}, "
+            f"pending {s['pending']} ({s['complete']:.0%} complete)"
+        )
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["skip_reasons"].items()))
+        print(f"  skipped {s['skipped']}" + (f" ({reasons})" if reasons else ""))
+        print(
+            f"  model {s['model'] or '-'}; index {m['index_bytes'] / 1e6:.1f} MB at {s['index_path']}"
+        )
+        if m["embedding"]:
+            e = m["embedding"]
+            print(f"  embedding {e['tokens_per_s']:.0f} tokens/s, {e['chunks_per_s']:.1f} chunks/s")
+        if m["cache_hit_rate"] is not None:
+            print(f"  cache hit rate {m['cache_hit_rate']:.0%} (last refresh)")
+        if m["queries"]:
+            print(
+                f"  queries {m['queries']}: p50 {m['query_ms_p50']} ms, p95 {m['query_ms_p95']} ms"
+            )
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "index": cmd_index,
+    "search": cmd_search,
+    "similar": cmd_similar,
+    "status": cmd_status,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    _setup_logging(getattr(args, "verbose", False), getattr(args, "quiet", False))
+    try:
+        return COMMANDS[args.command](args)
+    except KenningError as exc:
+        sys.stderr.write(f"kenning: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("kenning: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0

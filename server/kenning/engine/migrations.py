@@ -1,0 +1,60 @@
+"""Numbered schema migrations for a workspace index.
+
+Each migration runs in its own transaction and bumps ``PRAGMA user_version``, so
+an index written by an older kenning is brought forward in place and a process
+killed mid-migration leaves the previous version intact. Never edit a released
+migration: add a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE files(
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            language TEXT,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            hash TEXT,                 -- xxh3_64 of the bytes; NULL when skipped
+            skip_reason TEXT,          -- why the content was left out, NULL if indexed
+            indexed_at REAL NOT NULL
+        );
+        CREATE TABLE chunks(
+            id INTEGER PRIMARY KEY,
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            ord INTEGER NOT NULL,
+            start_line INTEGER NOT NULL,
+            end_line INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            symbol TEXT,
+            language TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            text TEXT NOT NULL,
+            has_vector INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX chunks_file ON chunks(file_id, ord);
+        -- One vector per chunk for the index's current model (meta
+        -- vector_model): float32 for exact rescoring with sqlite-vec, and a
+        -- sign-bit copy for the fast coarse pass.
+        CREATE TABLE vectors(
+            chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+            bits BLOB NOT NULL,
+            vec BLOB NOT NULL
+        );
+        CREATE INDEX chunks_pending ON chunks(id) WHERE has_vector = 0;
+        -- Contentless: the text lives in chunks; the FTS index holds the
+        -- identifier-split words only (see search.fts_text).
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            symbol, body, path,
+            content='', contentless_delete=1,
+            tokenize='porter unicode61 remove_diacritics 2'
+        );
+        """,
+    ),
+]
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -1,0 +1,409 @@
+"""The per-workspace index: one SQLite database (through apsw) in WAL mode.
+
+apsw bundles a SQLite with FTS5 and extension loading (the stock ``sqlite3``
+on many machines cannot load sqlite-vec). Every write of a file's chunks is
+one transaction, so a process killed at any moment leaves an index that opens
+and is consistent: each file is either as it was or fully replaced.
+
+Reads go through one connection per thread, so a search never waits for a
+long write: WAL lets readers see the last committed state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+import sqlite_vec
+
+from kenning.engine.migrations import MIGRATIONS, SCHEMA_VERSION
+from kenning.engine.text import fts_text
+from kenning.engine.types import Chunk
+from kenning.errors import IndexBusyError, IndexCorruptError
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    id: int
+    path: str
+    language: str | None
+    size: int
+    mtime_ns: int
+    hash: str | None
+    skip_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    id: int
+    path: str
+    start_line: int
+    end_line: int
+    kind: str
+    symbol: str | None
+    language: str
+    digest: str
+    text: str
+
+
+_CHUNK_COLS = (
+    "c.id, f.path, c.start_line, c.end_line, c.kind, c.symbol, c.language, c.digest, c.text"
+)
+
+
+def _connect(path: Path) -> apsw.Connection:
+    try:
+        conn = apsw.Connection(str(path))
+        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        conn.enable_load_extension(True)
+        conn.load_extension(sqlite_vec.loadable_path())
+        conn.enable_load_extension(False)
+        conn.execute("PRAGMA foreign_keys = ON")
+        # NORMAL is durable against a killed process in WAL mode; only an OS
+        # crash can lose the last transactions, and the next run redoes them.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA temp_store = MEMORY")
+    except (apsw.CorruptError, apsw.NotADBError) as exc:
+        raise IndexCorruptError(f"{path}: the index is damaged ({exc})") from None
+    return conn
+
+
+class Store:
+    """Files, chunks and their FTS rows for one workspace root."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[apsw.Connection] = []
+        self.conn = _connect(path)
+        try:
+            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise IndexCorruptError(f"{path}: could not switch the index to WAL mode")
+            self._migrate()
+            self._check()
+        except (apsw.CorruptError, apsw.NotADBError) as exc:
+            self.conn.close()
+            raise IndexCorruptError(f"{path}: the index is damaged ({exc})") from None
+        except apsw.BusyError:
+            self.conn.close()
+            raise IndexBusyError(f"{path}: the index is locked by another process") from None
+
+    # -- set-up -------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise IndexCorruptError(
+                f"{self.path}: written by a newer kenning (schema {version} > {SCHEMA_VERSION})"
+            )
+        for number, sql in MIGRATIONS:
+            if number <= version:
+                continue
+            with self.conn:
+                self.conn.execute(sql)
+                self.conn.execute(f"PRAGMA user_version = {number}")
+
+    def _check(self) -> None:
+        # quick_check reads every page: cheap for the sizes we hold, and it is
+        # what tells a torn or overwritten file from a healthy one.
+        rows = self.conn.execute("PRAGMA quick_check").fetchall()
+        if rows != [("ok",)]:
+            raise IndexCorruptError(f"{self.path}: integrity check failed: {rows[0][0]}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.reader().execute("PRAGMA user_version").fetchone()[0])
+
+    def reader(self) -> apsw.Connection:
+        """This thread's read connection (the writer's thread reads its own writes)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._readers:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._readers.clear()
+            with contextlib.suppress(Exception):
+                self.conn.close()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[apsw.Connection]:
+        """One transaction on the writer connection."""
+        with self._lock:
+            try:
+                with self.conn:
+                    yield self.conn
+            except apsw.BusyError:
+                raise IndexBusyError(
+                    f"{self.path}: the index is locked by another process"
+                ) from None
+
+    # -- meta ---------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.reader().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.write() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- files --------------------------------------------------------------
+
+    def files(self) -> dict[str, FileRow]:
+        rows = self.reader().execute(
+            "SELECT id, path, language, size, mtime_ns, hash, skip_reason FROM files"
+        )
+        return {r[1]: FileRow(*r) for r in rows}
+
+    def file(self, path: str) -> FileRow | None:
+        row = (
+            self.reader()
+            .execute(
+                "SELECT id, path, language, size, mtime_ns, hash, skip_reason FROM files WHERE path = ?",
+                (path,),
+            )
+            .fetchone()
+        )
+        return FileRow(*row) if row else None
+
+    def write_file(
+        self,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        content_hash: str,
+        language: str,
+        chunks: Sequence[Chunk],
+    ) -> None:
+        """Replace a file's chunks and FTS rows in one transaction."""
+        with self.write() as db:
+            file_id = self._upsert_file(db, path, language, size, mtime_ns, content_hash, None)
+            # Chunks whose text did not change keep their vectors: an edit to
+            # one function re-embeds that function only.
+            kept = {
+                r[0]: (r[1], r[2])
+                for r in db.execute(
+                    "SELECT c.digest, v.bits, v.vec FROM chunks c JOIN vectors v"
+                    " ON v.chunk_id = c.id WHERE c.file_id = ?",
+                    (file_id,),
+                )
+            }
+            self._delete_chunks(db, [file_id])
+            for ord_, ch in enumerate(chunks):
+                db.execute(
+                    "INSERT INTO chunks(file_id, ord, start_line, end_line, kind, symbol,"
+                    " language, digest, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        file_id,
+                        ord_,
+                        ch.start_line,
+                        ch.end_line,
+                        ch.kind,
+                        ch.symbol,
+                        ch.language,
+                        ch.digest,
+                        ch.text,
+                    ),
+                )
+                chunk_id = db.last_insert_rowid()
+                if ch.digest in kept:
+                    bits, vec = kept[ch.digest]
+                    db.execute(
+                        "INSERT INTO vectors(chunk_id, bits, vec) VALUES (?, ?, ?)",
+                        (chunk_id, bits, vec),
+                    )
+                    db.execute("UPDATE chunks SET has_vector = 1 WHERE id = ?", (chunk_id,))
+                db.execute(
+                    "INSERT INTO chunks_fts(rowid, symbol, body, path) VALUES (?, ?, ?, ?)",
+                    (chunk_id, fts_text(ch.symbol or ""), fts_text(ch.text), path),
+                )
+
+    def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
+        """Same content, new stat: remember the stat so the next run skips the read."""
+        with self.write() as db:
+            db.execute(
+                "UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path)
+            )
+
+    def skip_file(self, path: str, size: int, mtime_ns: int, reason: str) -> None:
+        """Remember a file whose content is unfit, so it is not re-read until it changes."""
+        with self.write() as db:
+            file_id = self._upsert_file(db, path, None, size, mtime_ns, None, reason)
+            self._delete_chunks(db, [file_id])
+
+    def delete_files(self, paths: Iterable[str]) -> int:
+        paths = list(paths)
+        if not paths:
+            return 0
+        with self.write() as db:
+            ids = [
+                r[0] for p in paths for r in db.execute("SELECT id FROM files WHERE path = ?", (p,))
+            ]
+            self._delete_chunks(db, ids)
+            for file_id in ids:
+                db.execute("DELETE FROM files WHERE id = ?", (file_id,))
+        return len(ids)
+
+    def _upsert_file(
+        self,
+        db: apsw.Connection,
+        path: str,
+        language: str | None,
+        size: int,
+        mtime_ns: int,
+        content_hash: str | None,
+        reason: str | None,
+    ) -> int:
+        row = db.execute(
+            "INSERT INTO files(path, language, size, mtime_ns, hash, skip_reason, indexed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET"
+            " language = excluded.language, size = excluded.size,"
+            " mtime_ns = excluded.mtime_ns, hash = excluded.hash,"
+            " skip_reason = excluded.skip_reason, indexed_at = excluded.indexed_at"
+            " RETURNING id",
+            (path, language, size, mtime_ns, content_hash, reason, time.time()),
+        ).fetchone()
+        return int(row[0])
+
+    def _delete_chunks(self, db: apsw.Connection, file_ids: Sequence[int]) -> None:
+        for file_id in file_ids:
+            ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE file_id = ?", (file_id,))]
+            for chunk_id in ids:
+                db.execute("DELETE FROM chunks_fts WHERE rowid = ?", (chunk_id,))
+            if ids:
+                bump_generation(db)
+            db.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
+
+    # -- chunks -------------------------------------------------------------
+
+    def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        if not ids:
+            return {}
+        rows = self.reader().execute(
+            f"SELECT {_CHUNK_COLS} FROM chunks c JOIN files f ON f.id = c.file_id"
+            " WHERE c.id IN (SELECT value FROM json_each(?))",
+            (_json_ids(ids),),
+        )
+        return {r[0]: ChunkRow(*r) for r in rows}
+
+    def chunks_of(self, path: str) -> list[ChunkRow]:
+        rows = self.reader().execute(
+            f"SELECT {_CHUNK_COLS} FROM chunks c JOIN files f ON f.id = c.file_id"
+            " WHERE f.path = ? ORDER BY c.ord",
+            (path,),
+        )
+        return [ChunkRow(*r) for r in rows]
+
+    def chunk_at(self, path: str, line: int) -> ChunkRow | None:
+        """The innermost chunk holding ``line`` (1-based) of ``path``."""
+        row = (
+            self.reader()
+            .execute(
+                f"SELECT {_CHUNK_COLS} FROM chunks c JOIN files f ON f.id = c.file_id"
+                " WHERE f.path = ? AND c.start_line <= ? AND c.end_line >= ?"
+                " ORDER BY c.end_line - c.start_line LIMIT 1",
+                (path, line, line),
+            )
+            .fetchone()
+        )
+        return ChunkRow(*row) if row else None
+
+    def counts(self) -> dict[str, int]:
+        db = self.reader()
+        files = db.execute("SELECT count(*) FROM files WHERE skip_reason IS NULL").fetchone()[0]
+        skipped = db.execute("SELECT count(*) FROM files WHERE skip_reason IS NOT NULL").fetchone()[
+            0
+        ]
+        chunks, embedded = db.execute(
+            "SELECT count(*), coalesce(sum(has_vector), 0) FROM chunks"
+        ).fetchone()
+        return {"files": files, "skipped_content": skipped, "chunks": chunks, "embedded": embedded}
+
+    def skip_reasons(self) -> dict[str, int]:
+        rows = self.reader().execute(
+            "SELECT skip_reason, count(*) FROM files WHERE skip_reason IS NOT NULL"
+            " GROUP BY skip_reason"
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def languages(self) -> dict[str, int]:
+        rows = self.reader().execute(
+            "SELECT language, count(*) FROM chunks GROUP BY language ORDER BY count(*) DESC"
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                total += p.stat().st_size
+        return total
+
+    # -- lexical search -----------------------------------------------------
+
+    def lexical(
+        self,
+        match: str,
+        limit: int,
+        languages: Sequence[str] | None = None,
+        file_ids: Sequence[int] | None = None,
+    ) -> list[tuple[int, float]]:
+        """(chunk id, bm25) best first; bm25 is negative, lower is better."""
+        sql = [
+            "SELECT f.rowid, bm25(chunks_fts, 4.0, 1.0, 2.0) AS rank FROM chunks_fts f",
+        ]
+        params: list[object] = []
+        where = ["chunks_fts MATCH ?"]
+        params.append(match)
+        if languages or file_ids is not None:
+            sql.append("JOIN chunks c ON c.id = f.rowid")
+            if languages:
+                where.append("c.language IN (SELECT value FROM json_each(?))")
+                params.append(_json_strs(languages))
+            if file_ids is not None:
+                where.append("c.file_id IN (SELECT value FROM json_each(?))")
+                params.append(_json_ids(file_ids))
+        sql.append("WHERE " + " AND ".join(where))
+        sql.append("ORDER BY rank LIMIT ?")
+        params.append(limit)
+        try:
+            return [(r[0], r[1]) for r in self.reader().execute(" ".join(sql), params)]
+        except apsw.SQLError:
+            # A query FTS5 cannot parse has no lexical answer; vector search may still help.
+            return []
+
+
+def bump_generation(db: apsw.Connection) -> None:
+    """Mark that chunk vectors changed, so in-memory search structures reload."""
+    db.execute(
+        "INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key)"
+        " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
+
+
+def _json_ids(ids: Sequence[int]) -> str:
+    return "[" + ",".join(str(int(i)) for i in ids) + "]"
+
+
+def _json_strs(values: Sequence[str]) -> str:
+    return json.dumps(list(values))

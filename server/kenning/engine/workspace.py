@@ -1,0 +1,571 @@
+"""A workspace index: scan -> read and chunk -> persist -> embed, incrementally.
+
+One :class:`Index` per workspace root, stored under ``KENNING_HOME``. A refresh
+does only the work that changed: files whose (size, mtime) match the index are
+not opened; files whose bytes hash the same are not re-chunked; chunks whose
+digest has a vector (in this index or in the shared cache) are not re-embedded.
+Each stage is resumable: a killed run leaves committed files and vectors
+behind, and the next run picks up the files and the chunks still pending.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from kenning.config import Settings, kenning_home
+from kenning.engine import chunking
+from kenning.engine.embedder import Embedder
+from kenning.engine.scan import FileEntry, Scanner, compile_globs, content_skip_reason
+from kenning.engine.search import Searcher, SearchResult, to_hit
+from kenning.engine.store import ChunkRow, FileRow, Store
+from kenning.engine.vectors import EmbeddingCache, VectorIndex
+from kenning.errors import (
+    IndexCorruptError,
+    LocationError,
+    NeedsEmbeddingsError,
+    UsageError,
+    WorkspaceError,
+)
+
+log = logging.getLogger(__name__)
+
+# (stage, done, total): stage is "scan", "chunk" or "embed".
+Progress = Callable[[str, int, int], None]
+EmbedderSource = Embedder | Callable[[], Embedder] | None
+
+EMBED_BATCH = 256
+LATENCY_WINDOW = 500
+
+
+class Cancelled(Exception):
+    """Raised inside a refresh when its cancel event is set."""
+
+
+@dataclass
+class IndexReport:
+    files: int = 0
+    changed: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    cached: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    took_s: float = 0.0
+    model: str | None = None
+    device: str | None = None
+    pending: int = 0
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "changed": self.changed,
+            "chunks": self.chunks,
+            "embedded": self.embedded,
+            "cached": self.cached,
+            "deleted": self.deleted,
+            "skipped": self.skipped,
+            "took_s": round(self.took_s, 3),
+            "model": self.model,
+            "device": self.device,
+            "pending": self.pending,
+            "skip_reasons": dict(sorted(self.skip_reasons.items())),
+            "errors": self.errors,
+            "cancelled": self.cancelled,
+        }
+
+
+def index_path(root: Path, home: Path | None = None) -> Path:
+    """Where the index of ``root`` lives: one folder per absolute root path."""
+    home = home or kenning_home()
+    key = xxhash.xxh3_64_hexdigest(str(root).encode())
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", root.name or "root")[:40]
+    return home / "indexes" / f"{name}-{key}" / "index.db"
+
+
+def open_store(path: Path) -> tuple[Store, bool]:
+    """Open the index at ``path``; a damaged one is moved aside and rebuilt."""
+    try:
+        return Store(path), False
+    except IndexCorruptError as exc:
+        log.warning("%s; moving it aside and rebuilding", exc)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(path) + suffix)
+            if p.exists():
+                shutil.move(str(p), str(p) + f".corrupt-{stamp}")
+        return Store(path), True
+
+
+class Index:
+    """The incremental index of one workspace root."""
+
+    def __init__(
+        self,
+        root: Path,
+        settings: Settings | None = None,
+        embedder: EmbedderSource = None,
+        home: Path | None = None,
+    ) -> None:
+        root = Path(root).expanduser()
+        if not root.exists():
+            raise WorkspaceError(f"{root}: no such folder")
+        if not root.is_dir():
+            raise WorkspaceError(f"{root}: not a folder")
+        self.root = root.resolve()
+        self.settings = settings or Settings()
+        self.home = home or kenning_home()
+        self.scanner = Scanner(
+            self.root,
+            exclude=self.settings.exclude,
+            include=self.settings.include,
+            max_file_bytes=self.settings.index.max_file_bytes,
+        )
+        self.store, self.rebuilt = open_store(index_path(self.root, self.home))
+        self.vectors = VectorIndex(self.store)
+        self.searcher = Searcher(self.store, self.vectors)
+        self._embedder_source = embedder
+        self._embedder: Embedder | None = embedder if _is_embedder(embedder) else None
+        self._embedder_lock = threading.Lock()
+        self._cache: EmbeddingCache | None = None
+        self._refresh_lock = threading.Lock()
+        # Editor buffers, by relative path: their text is what gets indexed.
+        self._buffers: dict[str, str] = {}
+        self._latencies: deque[float] = deque(self._load_latencies(), maxlen=LATENCY_WINDOW)
+        self._last_skipped: dict[str, int] = {}
+
+    # -- embedder -----------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder | None:
+        """The embedder, loaded on first use; None when the index is lexical-only."""
+        if self._embedder is None and self._embedder_source is not None:
+            with self._embedder_lock:
+                if self._embedder is None:
+                    source = self._embedder_source
+                    self._embedder = (
+                        source() if callable(source) and not _is_embedder(source) else source
+                    )  # type: ignore[assignment]
+        return self._embedder
+
+    @property
+    def cache(self) -> EmbeddingCache:
+        if self._cache is None:
+            self._cache = EmbeddingCache(self.home / "cache" / "embeddings.db")
+        return self._cache
+
+    def close(self) -> None:
+        self._save_latencies()
+        if self._cache is not None:
+            self._cache.close()
+        self.store.close()
+
+    # -- paths --------------------------------------------------------------
+
+    def rel(self, path: str | Path) -> str:
+        """Workspace-relative posix path of ``path`` (absolute or relative to the root)."""
+        p = Path(path)
+        if not p.is_absolute():
+            p = self.root / p
+        try:
+            rel = p.resolve().relative_to(self.root)
+        except ValueError:
+            raise LocationError(f"{path}: outside the workspace {self.root}") from None
+        return rel.as_posix()
+
+    def resolve_location(self, spec: str) -> tuple[str, int]:
+        """``FILE:LINE`` -> (relative path, 1-based line)."""
+        path, sep, line_s = spec.rpartition(":")
+        if not sep or not path or not line_s.isdigit() or int(line_s) < 1:
+            raise UsageError(f"{spec}: expected FILE:LINE with a 1-based line number")
+        rel = self.rel(path)
+        if rel not in self._buffers and not (self.root / rel).is_file():
+            raise LocationError(f"{path}: no such file in {self.root}")
+        return rel, int(line_s)
+
+    # -- refresh ------------------------------------------------------------
+
+    def refresh(
+        self,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+        embed: bool = True,
+    ) -> IndexReport:
+        """Bring the index up to date with the files on disk (and open buffers)."""
+        started = time.perf_counter()
+        report = IndexReport()
+        with self._refresh_lock:
+            try:
+                self._refresh_files(report, progress, cancel)
+                if embed and self.embedder is not None:
+                    self._embed_pending(report, progress, cancel)
+            except Cancelled:
+                report.cancelled = True
+            counts = self.store.counts()
+            report.files = counts["files"]
+            report.chunks = counts["chunks"]
+            report.pending = counts["chunks"] - counts["embedded"]
+            emb = self._embedder
+            report.model = emb.model_id if emb else None
+            report.device = emb.device if emb else None
+            report.took_s = time.perf_counter() - started
+            self.store.set_meta("last_refresh", json.dumps({"at": time.time(), **report.to_json()}))
+        return report
+
+    def _refresh_files(
+        self, report: IndexReport, progress: Progress | None, cancel: threading.Event | None
+    ) -> None:
+        if progress:
+            progress("scan", 0, 0)
+        scan = self.scanner.scan()
+        known = self.store.files()
+        todo: list[tuple[FileEntry, FileRow | None]] = []
+        seen: set[str] = set()
+        for entry in scan.files:
+            seen.add(entry.rel)
+            if entry.rel in self._buffers:
+                continue
+            row = known.get(entry.rel)
+            if row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns:
+                continue
+            todo.append((entry, row))
+        gone = [p for p in known if p not in seen and p not in self._buffers]
+        report.deleted = self.store.delete_files(gone)
+        for done, (entry, row) in enumerate(todo, start=1):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled
+            self._index_entry(entry, row, report)
+            if progress:
+                progress("chunk", done, len(todo))
+        reasons = dict(scan.skipped)
+        for reason, n in self.store.skip_reasons().items():
+            reasons[reason] = reasons.get(reason, 0) + n
+        report.skip_reasons = reasons
+        report.skipped = sum(reasons.values())
+        self._last_skipped = reasons
+        self.store.set_meta("skip_reasons", json.dumps(reasons))
+
+    def _index_entry(self, entry: FileEntry, row: FileRow | None, report: IndexReport) -> None:
+        try:
+            data = entry.path.read_bytes()
+        except OSError as exc:
+            report.errors.append(f"{entry.rel}: {exc.strerror or exc}")
+            return
+        reason = content_skip_reason(entry.rel, data)
+        if reason is not None:
+            self.store.skip_file(entry.rel, entry.size, entry.mtime_ns, reason)
+            return
+        digest = xxhash.xxh3_64_hexdigest(data)
+        if row is not None and row.hash == digest and row.skip_reason is None:
+            self.store.touch_file(entry.rel, entry.size, entry.mtime_ns)
+            return
+        self._write_text(
+            entry.rel, data.decode("utf-8"), entry.size, entry.mtime_ns, digest, report
+        )
+
+    def _write_text(
+        self, rel: str, text: str, size: int, mtime_ns: int, digest: str, report: IndexReport | None
+    ) -> None:
+        try:
+            language = chunking.detect_language(rel, text[:200].partition("\n")[0]) or "text"
+            chunks = chunking.chunk_text(rel, text, language)
+        except Exception as exc:  # a chunker bug must cost one file, never the run
+            log.warning("chunking %s failed: %s", rel, exc)
+            log.debug("chunker traceback", exc_info=True)
+            if report is not None:
+                report.errors.append(f"{rel}: could not be chunked ({exc})")
+            return
+        self.store.write_file(rel, size, mtime_ns, digest, language, chunks)
+        if report is not None:
+            report.changed += 1
+
+    # -- editor buffers -----------------------------------------------------
+
+    def set_buffer(self, path: str | Path, text: str) -> bool:
+        """Index an editor buffer's text in place of the file on disk.
+
+        Returns False (and indexes nothing) when the path is outside the
+        workspace rules or the text is unfit (binary, too large).
+        """
+        rel = self.rel(path)
+        data = text.encode("utf-8", errors="replace")
+        if self.scanner.accepts(rel, len(data)) is not None or content_skip_reason(rel, data):
+            self.drop_buffer(rel, reload=False)
+            return False
+        digest = xxhash.xxh3_64_hexdigest(data)
+        with self._refresh_lock:
+            self._buffers[rel] = text
+            row = self.store.file(rel)
+            if row is not None and row.hash == digest and row.skip_reason is None:
+                return True
+            # mtime -1: the index holds a buffer, so the next refresh after the
+            # buffer closes re-reads the file from disk.
+            self._write_text(rel, text, len(data), -1, digest, None)
+        return True
+
+    def drop_buffer(self, path: str | Path, reload: bool = True) -> None:
+        """Stop using an editor buffer; the file on disk (if any) is indexed again."""
+        rel = self.rel(path)
+        with self._refresh_lock:
+            if self._buffers.pop(rel, None) is None or not reload:
+                return
+            file = self.root / rel
+            if not file.is_file():
+                self.store.delete_files([rel])
+                return
+            st = file.stat()
+            row = self.store.file(rel)
+            entry = FileEntry(rel, file, st.st_size, st.st_mtime_ns)
+            if self.scanner.accepts(rel, st.st_size) is None:
+                self._index_entry(entry, row, IndexReport())
+            else:
+                self.store.delete_files([rel])
+
+    def refresh_paths(self, paths: Sequence[str | Path]) -> IndexReport:
+        """Re-read just these files (a watcher saw them change), without a full scan."""
+        report = IndexReport()
+        with self._refresh_lock:
+            for path in paths:
+                rel = self.rel(path)
+                if rel in self._buffers:
+                    continue
+                file = self.root / rel
+                if not file.is_file():
+                    report.deleted += self.store.delete_files([rel])
+                    continue
+                st = file.stat()
+                if self.scanner.accepts(rel, st.st_size) is not None:
+                    report.deleted += self.store.delete_files([rel])
+                    continue
+                row = self.store.file(rel)
+                if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
+                    continue
+                self._index_entry(FileEntry(rel, file, st.st_size, st.st_mtime_ns), row, report)
+        return report
+
+    # -- embedding ----------------------------------------------------------
+
+    def embed_pending(
+        self, progress: Progress | None = None, cancel: threading.Event | None = None
+    ) -> IndexReport:
+        report = IndexReport()
+        if self.embedder is None:
+            return report
+        with self._refresh_lock:
+            try:
+                self._embed_pending(report, progress, cancel)
+            except Cancelled:
+                report.cancelled = True
+        return report
+
+    def _embed_pending(
+        self, report: IndexReport, progress: Progress | None, cancel: threading.Event | None
+    ) -> None:
+        embedder = self.embedder
+        assert embedder is not None
+        self.vectors.ensure_model(embedder.model_id, embedder.dims)
+        total = self.vectors.pending_count()
+        done = 0
+        spent = 0.0
+        tokens = 0
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled
+            batch = self.vectors.pending(EMBED_BATCH)
+            if not batch:
+                break
+            digests = list({d for _, d, _ in batch})
+            found = self.cache.get_many(embedder.model_id, digests)
+            missing = {d: t for _, d, t in batch if d not in found}
+            if missing:
+                texts = list(missing.values())
+                t0 = time.perf_counter()
+                vecs = embedder.embed_documents(texts)
+                spent += time.perf_counter() - t0
+                tokens += sum(embedder.count_tokens(texts))
+                fresh = [(d, vecs[i].astype(np.float32).tobytes()) for i, d in enumerate(missing)]
+                self.cache.put_many(embedder.model_id, fresh)
+                found.update(fresh)
+            ids = [cid for cid, _, _ in batch]
+            matrix = np.stack([np.frombuffer(found[d], dtype=np.float32) for _, d, _ in batch])
+            self.vectors.write(ids, matrix)
+            report.embedded += len(missing)
+            report.cached += len(batch) - len(missing)
+            done += len(batch)
+            if progress:
+                progress("embed", done, max(total, done))
+        if spent > 0:
+            self.store.set_meta(
+                "embed_rate",
+                json.dumps(
+                    {
+                        "chunks_per_s": round(report.embedded / spent, 1),
+                        "tokens_per_s": round(tokens / spent, 1),
+                        "chunks": report.embedded,
+                        "tokens": tokens,
+                        "seconds": round(spent, 3),
+                    }
+                ),
+            )
+
+    # -- queries ------------------------------------------------------------
+
+    def file_ids_for_globs(self, globs: Sequence[str]) -> list[int]:
+        spec = compile_globs(list(globs), "--glob")
+        assert spec is not None
+        return [row.id for path, row in self.store.files().items() if spec.match_file(path)]
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        mode: str = "hybrid",
+        languages: Sequence[str] | None = None,
+        globs: Sequence[str] | None = None,
+    ) -> SearchResult:
+        file_ids = self.file_ids_for_globs(globs) if globs else None
+        query_vector = None
+        started = time.perf_counter()
+        if mode in ("vector", "hybrid") and self.embedder is not None:
+            query_vector = self.embedder.embed_query(query)
+        result = self.searcher.search(query, query_vector, k, mode, languages, file_ids)
+        result.took_ms = (time.perf_counter() - started) * 1000
+        for hit in result.results:
+            hit.root = str(self.root)
+        self._latencies.append(result.took_ms)
+        return result
+
+    def chunk_at(self, path: str | Path, line: int) -> ChunkRow:
+        rel = self.rel(path)
+        row = self.store.chunk_at(rel, line)
+        if row is None:
+            if self.store.file(rel) is None:
+                raise LocationError(
+                    f"{rel}: not in the index (ignored, skipped, or not indexed yet)"
+                )
+            raise LocationError(f"{rel}:{line}: no code at that line")
+        return row
+
+    def similar(
+        self, path: str | Path, line: int, k: int = 10, end_line: int | None = None
+    ) -> SearchResult:
+        """Chunks most like the one holding ``line`` (or lines ``line..end_line``)."""
+        started = time.perf_counter()
+        if self.embedder is None:
+            raise NeedsEmbeddingsError("similar code needs an embedding model; none is loaded")
+        row = self.chunk_at(path, line)
+        exclude = [row.id]
+        vector = self.vectors.vector_of(row.id)
+        text = row.text
+        if end_line is not None and end_line > line:
+            # A selection: embed exactly the selected lines.
+            lines = self._file_lines(row.path)
+            text = "\n".join(lines[line - 1 : end_line])
+            vector = None
+        if vector is None:
+            vector = self.embedder.embed_documents([text])[0]
+        nearest = self.vectors.nearest(vector, k, exclude=exclude)
+        rows = self.store.chunk_rows([cid for cid, _ in nearest])
+        hits = [
+            to_hit(rows[cid], max(0.0, sim), {"similarity": round(sim, 4)})
+            for cid, sim in nearest
+            if cid in rows
+        ]
+        for hit in hits:
+            hit.root = str(self.root)
+        took = (time.perf_counter() - started) * 1000
+        self._latencies.append(took)
+        label = f"{row.path}:{row.start_line}-{row.end_line}"
+        return SearchResult(label, "vector", hits, took, self._complete())
+
+    def _file_lines(self, rel: str) -> list[str]:
+        if rel in self._buffers:
+            return self._buffers[rel].splitlines()
+        try:
+            return (self.root / rel).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as exc:
+            raise LocationError(f"{rel}: {exc.strerror or exc}") from None
+
+    def _complete(self) -> float:
+        counts = self.store.counts()
+        return counts["embedded"] / counts["chunks"] if counts["chunks"] else 1.0
+
+    # -- status -------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        counts = self.store.counts()
+        last = json.loads(self.store.get_meta("last_refresh") or "null")
+        skipped = json.loads(self.store.get_meta("skip_reasons") or "{}")
+        emb = self._embedder
+        model = emb.model_id if emb else self.vectors.model_id
+        cache_hits = last.get("cached", 0) if last else 0
+        cache_total = cache_hits + (last.get("embedded", 0) if last else 0)
+        lat = sorted(self._latencies)
+        return {
+            "root": str(self.root),
+            "index_path": str(self.store.path),
+            "schema_version": self.store.schema_version,
+            "files": counts["files"],
+            "chunks": counts["chunks"],
+            "embedded": counts["embedded"],
+            "pending": counts["chunks"] - counts["embedded"],
+            "complete": round(counts["embedded"] / counts["chunks"], 4)
+            if counts["chunks"]
+            else 1.0,
+            "skipped": sum(skipped.values()),
+            "skip_reasons": skipped,
+            "languages": self.store.languages(),
+            "model": model,
+            "device": emb.device if emb else None,
+            "rebuilt": self.rebuilt,
+            "buffers": len(self._buffers),
+            "last_refresh": last,
+            "metrics": {
+                "index_bytes": self.store.size_bytes(),
+                "embedding": json.loads(self.store.get_meta("embed_rate") or "null"),
+                "cache_hit_rate": round(cache_hits / cache_total, 4) if cache_total else None,
+                "queries": len(lat),
+                "query_ms_p50": _percentile(lat, 50),
+                "query_ms_p95": _percentile(lat, 95),
+                "query_ms_p99": _percentile(lat, 99),
+            },
+        }
+
+    def _load_latencies(self) -> list[float]:
+        try:
+            return [float(x) for x in json.loads(self.store.get_meta("latencies") or "[]")]
+        except (ValueError, TypeError):
+            return []
+
+    def _save_latencies(self) -> None:
+        # Kept across processes so `kenning status` can report recent searches.
+        try:
+            self.store.set_meta("latencies", json.dumps([round(x, 3) for x in self._latencies]))
+        except Exception:
+            log.debug("could not save query latencies", exc_info=True)
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    i = min(len(values) - 1, max(0, round(pct / 100 * (len(values) - 1))))
+    return round(values[i], 3)
+
+
+def _is_embedder(obj: object) -> bool:
+    return obj is not None and hasattr(obj, "embed_documents")

@@ -1,0 +1,80 @@
+"""Shared fixtures. The fake embedder is for tests that are not about meaning."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xxhash
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-words vectors: texts sharing words are close.
+
+    Fast and offline; never used where a test is about search quality.
+    """
+
+    model_id = "fake-bow-64"
+    dims = 64
+    device = "cpu"
+    max_tokens = 512
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.texts_embedded = 0
+
+    def _vec(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dims, dtype=np.float32)
+        for word in re.findall(r"[a-z]+", text.lower()):
+            h = xxhash.xxh32_intdigest(word.encode())
+            v[h % self.dims] += 1.0 if (h >> 8) & 1 else -1.0
+        n = float(np.linalg.norm(v))
+        if n == 0:
+            v[0] = 1.0
+            n = 1.0
+        return v / n
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        return (
+            np.stack([self._vec(t) for t in texts])
+            if texts
+            else np.zeros((0, self.dims), np.float32)
+        )
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vec(text)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(t.split()) for t in texts]
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture(autouse=True)
+def kenning_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own KENNING_HOME: no test touches the user's cache."""
+    home = tmp_path_factory.mktemp("kenning-home")
+    monkeypatch.setenv("KENNING_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
+    """Create files under ``root``; str values are dedented text."""
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(textwrap.dedent(content).lstrip("\n"))
+    return root

@@ -1,0 +1,175 @@
+"""The CLI as a user runs it: JSON on stdout only, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.conftest import write_tree
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kenning", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=dict(os.environ),
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    return write_tree(
+        tmp_path / "ws",
+        {
+            "src/config.py": '''
+            import json
+
+
+            def load_config(path):
+                """Read a JSON config file and return it as a dict."""
+                with open(path) as fh:
+                    return json.load(fh)
+            ''',
+            "src/users.py": """
+            def sort_users_by_age(users):
+                return sorted(users, key=lambda u: u.age)
+            """,
+            "node_modules/dep/index.js": "module.exports = {}\n",
+        },
+    )
+
+
+def test_index_json_shape(ws: Path) -> None:
+    out = run("index", "--no-embed", "--json", "--path", str(ws))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    for key in (
+        "files",
+        "changed",
+        "chunks",
+        "embedded",
+        "cached",
+        "deleted",
+        "skipped",
+        "took_s",
+        "model",
+        "device",
+    ):
+        assert key in data
+    assert data["files"] == 2 and data["changed"] == 2 and data["skipped"] >= 1
+    again = json.loads(run("index", "--no-embed", "--json", "--path", str(ws)).stdout)
+    assert again["changed"] == 0
+
+
+def test_lexical_search_json_shape_and_cwd_default(ws: Path) -> None:
+    out = run("search", "json", "config", "--mode", "lexical", "--json", cwd=ws)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["query"] == "json config" and isinstance(data["took_ms"], float)
+    top = data["results"][0]
+    assert top["path"] == "src/config.py"
+    assert set(top) >= {
+        "path",
+        "start_line",
+        "end_line",
+        "symbol",
+        "kind",
+        "language",
+        "score",
+        "snippet",
+    }
+    assert top["language"] == "python" and 1 <= top["start_line"] <= top["end_line"]
+
+
+def test_search_filters(ws: Path) -> None:
+    data = json.loads(
+        run(
+            "search",
+            "users",
+            "config",
+            "--mode",
+            "lexical",
+            "--json",
+            "--glob",
+            "**/users.py",
+            "--path",
+            str(ws),
+        ).stdout
+    )
+    assert [r["path"] for r in data["results"]] == ["src/users.py"]
+    data = json.loads(
+        run(
+            "search", "users", "--mode", "lexical", "--json", "--lang", "rust", "--path", str(ws)
+        ).stdout
+    )
+    assert data["results"] == []
+
+
+def test_status_json(ws: Path) -> None:
+    run("index", "--no-embed", "--path", str(ws))
+    out = run("status", "--json", "--path", str(ws))
+    data = json.loads(out.stdout)
+    assert data["files"] == 2 and data["chunks"] >= 2
+    assert data["skip_reasons"].get("excluded", 0) + data["skip_reasons"].get("vendored", 0) >= 1
+
+
+def test_several_roots(ws: Path, tmp_path: Path) -> None:
+    other = write_tree(tmp_path / "other", {"lib.py": "def parse_json_config():\n    pass\n"})
+    data = json.loads(
+        run(
+            "search",
+            "json",
+            "config",
+            "--mode",
+            "lexical",
+            "--json",
+            "--path",
+            str(ws),
+            "--path",
+            str(other),
+        ).stdout
+    )
+    assert {r["root"] for r in data["results"]} == {str(ws.resolve()), str(other.resolve())}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "x", "--path", "/no/such/dir"], "no such folder"),
+        (
+            ["search", "x", "--mode", "lexical", "--glob", "[z-a]", "--path", "{ws}"],
+            "bad --glob glob",
+        ),
+        (["similar", "missing.py:3", "--path", "{ws}"], "no such file"),
+        (["similar", "src/config.py", "--path", "{ws}"], "FILE:LINE"),
+        (["similar", "/etc/passwd:1", "--path", "{ws}"], "outside the workspace"),
+        (["search", "x", "-k", "0", "--path", "{ws}"], "at least 1"),
+    ],
+)
+def test_user_errors_are_one_line_exit_1(ws: Path, args: list[str], message: str) -> None:
+    out = run(*[a.replace("{ws}", str(ws)) for a in args])
+    assert out.returncode == 1, out.stderr
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.stderr
+
+
+def test_bad_usage_exits_2(ws: Path) -> None:
+    out = run("search", "x", "--mode", "fuzzy", "--path", str(ws))
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+    assert run("frobnicate").returncode == 2
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    from kenning.cli import COMMANDS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for name in COMMANDS:
+        assert f"kenning {name}" in readme, f"`kenning {name}` is missing from README.md"

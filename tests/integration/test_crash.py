@@ -1,0 +1,79 @@
+"""A killed `kenning index` leaves an index that opens, and the next run finishes the job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import apsw
+
+from kenning.engine.workspace import Index, index_path
+
+
+def make_corpus(root: Path, files: int) -> None:
+    for i in range(files):
+        d = root / f"pkg{i % 20}"
+        d.mkdir(parents=True, exist_ok=True)
+        body = "\n\n".join(
+            f"def handler_{i}_{j}(request, retries={j}):\n"
+            f"    '''Handle request {j} of module {i}.'''\n"
+            f"    value = request.get('key_{j}') or {i * j}\n"
+            f"    return value * retries\n"
+            for j in range(12)
+        )
+        (d / f"mod{i}.py").write_text(body + "\n")
+
+
+def snapshot(root: Path) -> list[tuple[object, ...]]:
+    conn = apsw.Connection(str(index_path(root.resolve())), flags=apsw.SQLITE_OPEN_READONLY)
+    rows = conn.execute(
+        "SELECT f.path, f.hash, c.ord, c.start_line, c.end_line, c.digest FROM chunks c"
+        " JOIN files f ON f.id = c.file_id ORDER BY f.path, c.ord"
+    ).fetchall()
+    fts = conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+    conn.close()
+    return [*rows, ("fts", fts)]
+
+
+def test_sigkill_midway_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    work = tmp_path / "ws"
+    make_corpus(work, 1500)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kenning", "index", "--no-embed", "--json", "--path", str(work)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    db = index_path(work.resolve())
+    deadline = time.time() + 60
+    # Kill once some files are committed but (very likely) not all.
+    while time.time() < deadline:
+        if db.exists():
+            try:
+                conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+                n = conn.execute("SELECT count(*) FROM files").fetchone()[0]
+                conn.close()
+            except apsw.Error:
+                n = 0
+            if n >= 100:
+                break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted = Index(work)
+    assert interrupted.store.counts()["files"] < 1500, "the run finished before the kill"
+    report = interrupted.refresh(embed=False)
+    assert report.files == 1500
+    interrupted.close()
+
+    clean = tmp_path / "clean" / "ws"
+    make_corpus(clean, 1500)
+    Index(clean).refresh(embed=False)
+    got, want = snapshot(work), snapshot(clean)
+    assert len(got) == len(want)
+    assert got == want

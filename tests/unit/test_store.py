@@ -1,0 +1,83 @@
+"""The index database: migrations, integrity, recovery from damage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import apsw
+import pytest
+from tests.conftest import write_tree
+
+from kenning.engine.migrations import MIGRATIONS, SCHEMA_VERSION
+from kenning.engine.store import Store
+from kenning.engine.types import Chunk
+from kenning.engine.workspace import Index, index_path
+from kenning.errors import IndexCorruptError
+
+
+def chunk(text: str, start: int = 1) -> Chunk:
+    return Chunk("a.py", start, start, "function", "f", "python", text, f"d-{text}")
+
+
+def test_new_index_is_at_the_latest_schema_in_wal_mode(tmp_path: Path) -> None:
+    store = Store(tmp_path / "i.db")
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_migrations_run_in_order_from_an_older_index(tmp_path: Path) -> None:
+    path = tmp_path / "i.db"
+    conn = apsw.Connection(str(path))
+    with conn:
+        conn.execute(MIGRATIONS[0][1])
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("INSERT INTO meta VALUES ('kept', 'yes')")
+    conn.close()
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.get_meta("kept") == "yes"
+
+
+def test_an_index_from_a_newer_kenning_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "i.db"
+    Store(path).close()
+    conn = apsw.Connection(str(path))
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(IndexCorruptError, match="newer kenning"):
+        Store(path)
+
+
+def test_a_damaged_index_is_moved_aside_and_rebuilt(tmp_path: Path) -> None:
+    ws = write_tree(tmp_path / "ws", {"a.py": "def f():\n    return 1\n"})
+    index = Index(ws)
+    index.refresh(embed=False)
+    index.close()
+    db = index_path(ws.resolve())
+    with open(db, "r+b") as f:
+        f.seek(0)
+        f.write(b"this is not a database" * 200)
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    index = Index(ws)
+    assert index.rebuilt
+    assert any(p.name.startswith("index.db.corrupt-") for p in db.parent.iterdir())
+    assert index.refresh(embed=False).files == 1
+
+
+def test_replacing_a_files_chunks_is_all_or_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "i.db")
+    store.write_file("a.py", 10, 1, "h1", "python", [chunk("one"), chunk("two", 2)])
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), store.write() as db:
+        db.execute("DELETE FROM chunks")
+        raise Boom
+    assert [c.text for c in store.chunks_of("a.py")] == ["one", "two"]
+    store.write_file("a.py", 11, 2, "h2", "python", [chunk("three")])
+    assert [c.text for c in store.chunks_of("a.py")] == ["three"]
+    # The FTS rows follow the chunks: the old words are gone.
+    assert store.lexical('"one"', 10) == []
+    assert len(store.lexical('"three"', 10)) == 1
