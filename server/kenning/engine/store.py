@@ -23,7 +23,7 @@ import apsw
 import sqlite_vec
 
 from kenning.engine.migrations import MIGRATIONS, SCHEMA_VERSION
-from kenning.engine.text import fts_text
+from kenning.engine.text import fts_symbol, fts_text
 from kenning.engine.types import Chunk
 from kenning.errors import IndexBusyError, IndexCorruptError
 
@@ -148,6 +148,11 @@ class Store:
     def write(self) -> Iterator[apsw.Connection]:
         """One transaction on the writer connection."""
         with self._lock:
+            if self.conn.in_transaction:
+                # Inside a caller's batch: its transaction makes this write atomic,
+                # and a savepoint per file would make FTS5 flush a segment each time.
+                yield self.conn
+                return
             try:
                 with self.conn:
                     yield self.conn
@@ -234,7 +239,7 @@ class Store:
                     db.execute("UPDATE chunks SET has_vector = 1 WHERE id = ?", (chunk_id,))
                 db.execute(
                     "INSERT INTO chunks_fts(rowid, symbol, body, path) VALUES (?, ?, ?, ?)",
-                    (chunk_id, fts_text(ch.symbol or ""), fts_text(ch.text), path),
+                    (chunk_id, fts_symbol(ch.symbol or ""), fts_text(ch.text), path),
                 )
 
     def touch_file(self, path: str, size: int, mtime_ns: int) -> None:

@@ -47,6 +47,8 @@ Progress = Callable[[str, int, int], None]
 EmbedderSource = Embedder | Callable[[], Embedder] | None
 
 EMBED_BATCH = 256
+COMMIT_MAX_FILES = 200
+COMMIT_EVERY_S = 0.5
 LATENCY_WINDOW = 500
 
 
@@ -246,10 +248,19 @@ class Index:
             todo.append((entry, row))
         gone = [p for p in known if p not in seen and p not in self._buffers]
         report.deleted = self.store.delete_files(gone)
-        for done, (entry, row) in enumerate(todo, start=1):
+        done = 0
+        while done < len(todo):
             if cancel is not None and cancel.is_set():
                 raise Cancelled
-            self._index_entry(entry, row, report)
+            # Several whole files per transaction: each file is still all or
+            # nothing, and FTS5 pays its per-commit segment flush once.
+            deadline = time.perf_counter() + COMMIT_EVERY_S
+            with self.store.write():
+                for entry, row in todo[done : done + COMMIT_MAX_FILES]:
+                    self._index_entry(entry, row, report)
+                    done += 1
+                    if time.perf_counter() > deadline:
+                        break
             if progress:
                 progress("chunk", done, len(todo))
         reasons = dict(scan.skipped)

@@ -1,0 +1,90 @@
+"""Indexing speed: cold scan+chunk, no-op re-index, and a one-file edit.
+
+Corpus: real source files copied from this Python installation's
+site-packages (``--files N``), or any folder given with ``--corpus``.
+Embedding is left out (``embed=False``): it has its own benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+from kenning.engine.workspace import Index
+
+
+def build_corpus(dest: Path, files: int) -> Path:
+    site = Path(sysconfig.get_paths()["purelib"])
+    copied = 0
+    for src in sorted(site.rglob("*")):
+        if copied >= files:
+            break
+        if src.suffix not in {".py", ".js", ".ts", ".md", ".c", ".h", ".rs", ".go", ".pyi"}:
+            continue
+        try:
+            if not src.is_file() or src.stat().st_size > 200_000 or src.stat().st_size == 0:
+                continue
+            target = dest / f"d{copied // 200}" / f"{copied}_{src.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+        except OSError:
+            continue
+        copied += 1
+    return dest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--corpus", type=Path)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["KENNING_HOME"] = str(Path(tmp) / "home")
+        corpus = args.corpus or build_corpus(Path(tmp) / "corpus", args.files)
+        print(f"corpus ready: {corpus}", file=sys.stderr)
+        index = Index(corpus)
+        t = time.perf_counter()
+        cold = index.refresh(embed=False)
+        cold_s = time.perf_counter() - t
+        noops = []
+        for _ in range(3):
+            t = time.perf_counter()
+            report = index.refresh(embed=False)
+            noops.append(time.perf_counter() - t)
+            assert report.changed == 0
+        victim = next(p for p in sorted(corpus.rglob("*.py")))
+        victim.write_text(victim.read_text() + "\n\ndef added_by_benchmark():\n    return 1\n")
+        t = time.perf_counter()
+        edit = index.refresh(embed=False)
+        edit_s = time.perf_counter() - t
+        size = index.store.size_bytes()
+        index.close()
+    print(
+        json.dumps(
+            {
+                "files": cold.files,
+                "chunks": cold.chunks,
+                "skipped": cold.skipped,
+                "cold_scan_chunk_s": round(cold_s, 3),
+                "cold_files_per_s": round(cold.files / cold_s, 1),
+                "noop_reindex_s": round(min(noops), 3),
+                "noop_reindex_s_max": round(max(noops), 3),
+                "one_file_edit_s": round(edit_s, 3),
+                "one_file_edit_changed": edit.changed,
+                "index_mb": round(size / 1e6, 1),
+                "targets": {"cold_files_per_s": ">= 1000", "noop_reindex_s (10k files)": "< 2"},
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
