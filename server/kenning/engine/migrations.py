@@ -24,7 +24,9 @@ MIGRATIONS: list[tuple[int, str]] = [
             indexed_at REAL NOT NULL
         );
         CREATE TABLE chunks(
-            id INTEGER PRIMARY KEY,
+            -- AUTOINCREMENT: ids are never reused, so a vector found by id in
+            -- memory can never point at a different chunk.
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
             ord INTEGER NOT NULL,
             start_line INTEGER NOT NULL,
@@ -41,10 +43,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         -- vector_model): float32 for exact rescoring with sqlite-vec, and a
         -- sign-bit copy for the fast coarse pass.
         CREATE TABLE vectors(
-            chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+            -- seq grows with every write, so an in-memory index can pick up
+            -- just the rows written since it last looked.
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            chunk_id INTEGER NOT NULL UNIQUE REFERENCES chunks(id) ON DELETE CASCADE,
             bits BLOB NOT NULL,
             vec BLOB NOT NULL
         );
+        -- Chunks whose vector went away, for the same incremental pick-up.
+        CREATE TABLE vector_tombstones(
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            chunk_id INTEGER NOT NULL
+        );
+        CREATE TRIGGER vectors_gone AFTER DELETE ON vectors BEGIN
+            INSERT INTO vector_tombstones(chunk_id) VALUES (old.chunk_id);
+        END;
         CREATE INDEX chunks_pending ON chunks(id) WHERE has_vector = 0;
         -- Contentless: the text lives in chunks; the FTS index holds the
         -- identifier-split words only (see search.fts_text).

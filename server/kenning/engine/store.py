@@ -85,6 +85,7 @@ class Store:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._readers: list[apsw.Connection] = []
+        self._counts: tuple[str | None, dict[str, int]] | None = None
         self.conn = _connect(path)
         try:
             mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()
@@ -156,6 +157,9 @@ class Store:
             try:
                 with self.conn:
                     yield self.conn
+                    # Readers cache what they derive from the index (counts, the
+                    # coarse vector index) until the generation moves.
+                    bump_generation(self.conn)
             except apsw.BusyError:
                 raise IndexBusyError(
                     f"{self.path}: the index is locked by another process"
@@ -294,8 +298,6 @@ class Store:
             ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE file_id = ?", (file_id,))]
             for chunk_id in ids:
                 db.execute("DELETE FROM chunks_fts WHERE rowid = ?", (chunk_id,))
-            if ids:
-                bump_generation(db)
             db.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
 
     # -- chunks -------------------------------------------------------------
@@ -333,6 +335,10 @@ class Store:
         return ChunkRow(*row) if row else None
 
     def counts(self) -> dict[str, int]:
+        generation = self.get_meta("generation")
+        cached = self._counts
+        if cached is not None and cached[0] == generation:
+            return dict(cached[1])
         db = self.reader()
         files = db.execute("SELECT count(*) FROM files WHERE skip_reason IS NULL").fetchone()[0]
         skipped = db.execute("SELECT count(*) FROM files WHERE skip_reason IS NOT NULL").fetchone()[
@@ -341,7 +347,14 @@ class Store:
         chunks, embedded = db.execute(
             "SELECT count(*), coalesce(sum(has_vector), 0) FROM chunks"
         ).fetchone()
-        return {"files": files, "skipped_content": skipped, "chunks": chunks, "embedded": embedded}
+        counts = {
+            "files": files,
+            "skipped_content": skipped,
+            "chunks": chunks,
+            "embedded": embedded,
+        }
+        self._counts = (generation, counts)
+        return dict(counts)
 
     def skip_reasons(self) -> dict[str, int]:
         rows = self.reader().execute(

@@ -20,7 +20,7 @@ from pathlib import Path
 import apsw
 import numpy as np
 
-from kenning.engine.store import BUSY_TIMEOUT_MS, Store, _json_ids, bump_generation
+from kenning.engine.store import BUSY_TIMEOUT_MS, Store, _json_ids
 
 
 def quantize(vectors: np.ndarray) -> np.ndarray:
@@ -89,12 +89,20 @@ def _json_strs(values: Sequence[str]) -> str:
 
 @dataclass
 class _Coarse:
+    epoch: str | None
     generation: str | None
-    ids: np.ndarray  # int64 chunk ids
+    seq: int  # highest vectors.seq loaded
+    tomb_seq: int  # highest vector_tombstones.seq applied
+    ids: np.ndarray  # int64 chunk ids; -1 marks a removed row
     bits: np.ndarray  # (n, words) uint64
     languages: np.ndarray  # int32 codes into language_names
     file_ids: np.ndarray  # int64
     language_names: list[str]
+    codes: dict[str, int]
+
+
+# Rows of tombstones kept for readers that lag behind; one further behind reloads.
+TOMBSTONES_KEPT = 100_000
 
 
 class VectorIndex:
@@ -114,10 +122,15 @@ class VectorIndex:
             return False
         with self.store.write() as db:
             db.execute("DELETE FROM vectors")
+            db.execute("DELETE FROM vector_tombstones")
             db.execute("UPDATE chunks SET has_vector = 0 WHERE has_vector = 1")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('vector_model', ?)", (model_id,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('vector_dims', ?)", (str(dims),))
-            bump_generation(db)
+            # A new epoch makes every in-memory index reload from scratch.
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES ('vector_epoch', '1') ON CONFLICT(key)"
+                " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            )
         return current is not None
 
     @property
@@ -149,16 +162,24 @@ class VectorIndex:
         with self.store.write() as db:
             for i, chunk_id in enumerate(ids):
                 # The chunk may have been replaced by a newer edit since it was read.
-                db.execute("UPDATE chunks SET has_vector = 1 WHERE id = ?", (chunk_id,))
+                db.execute(
+                    "UPDATE chunks SET has_vector = 1 WHERE id = ? AND has_vector = 0", (chunk_id,)
+                )
                 if db.changes() == 0:
                     continue
                 db.execute(
-                    "INSERT OR REPLACE INTO vectors(chunk_id, bits, vec) VALUES (?, ?, ?)",
+                    "INSERT INTO vectors(chunk_id, bits, vec) VALUES (?, ?, ?)",
                     (chunk_id, bits[i].tobytes(), vectors[i].tobytes()),
                 )
                 written += 1
-            bump_generation(db)
+            if written:
+                self._prune_tombstones(db)
         return written
+
+    def _prune_tombstones(self, db: apsw.Connection) -> None:
+        top = db.execute("SELECT max(seq) FROM vector_tombstones").fetchone()[0]
+        if top is not None and top > 2 * TOMBSTONES_KEPT:
+            db.execute("DELETE FROM vector_tombstones WHERE seq <= ?", (top - TOMBSTONES_KEPT,))
 
     def vector_of(self, chunk_id: int) -> np.ndarray | None:
         row = (
@@ -175,52 +196,100 @@ class VectorIndex:
         )
         return {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows}
 
-    # -- search -------------------------------------------------------------
+    # -- the in-memory coarse index -------------------------------------------
+
+    def _rows(self, since_seq: int) -> list[tuple[int, int, bytes, str, int]]:
+        return (
+            self.store.reader()
+            .execute(
+                "SELECT v.seq, v.chunk_id, v.bits, c.language, c.file_id FROM vectors v"
+                " JOIN chunks c ON c.id = v.chunk_id WHERE v.seq > ? ORDER BY v.seq",
+                (since_seq,),
+            )
+            .fetchall()
+        )
+
+    def _append(self, coarse: _Coarse, rows: list[tuple[int, int, bytes, str, int]]) -> None:
+        if not rows:
+            return
+        n = len(rows)
+        width = len(rows[0][2])
+        raw = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.uint8).reshape(n, width)
+        pad = (-width) % 8
+        if pad:
+            # Whole 64-bit words make the popcount one vectorised pass.
+            raw = np.pad(raw, ((0, 0), (0, pad)))
+        langs = np.empty(n, dtype=np.int32)
+        for i, r in enumerate(rows):
+            code = coarse.codes.get(r[3])
+            if code is None:
+                code = coarse.codes[r[3]] = len(coarse.language_names)
+                coarse.language_names.append(r[3])
+            langs[i] = code
+        new_ids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
+        if len(coarse.ids):
+            # A chunk re-embedded in place must not appear twice.
+            coarse.ids[np.isin(coarse.ids, new_ids)] = -1
+        coarse.ids = np.concatenate([coarse.ids, new_ids])
+        coarse.bits = np.concatenate([coarse.bits, np.ascontiguousarray(raw).view(np.uint64)])
+        coarse.languages = np.concatenate([coarse.languages, langs])
+        coarse.file_ids = np.concatenate(
+            [coarse.file_ids, np.fromiter((r[4] for r in rows), dtype=np.int64, count=n)]
+        )
+        coarse.seq = max(coarse.seq, rows[-1][0])
 
     def _load(self) -> _Coarse:
+        """The coarse index, brought up to date with what other writers committed."""
         generation = self.store.get_meta("generation")
         with self._lock:
-            if self._coarse is not None and self._coarse.generation == generation:
-                return self._coarse
-            rows = (
-                self.store.reader()
-                .execute(
-                    "SELECT v.chunk_id, v.bits, c.language, c.file_id FROM vectors v"
-                    " JOIN chunks c ON c.id = v.chunk_id ORDER BY v.chunk_id"
+            coarse = self._coarse
+            if coarse is not None and coarse.generation == generation:
+                return coarse
+            db = self.store.reader()
+            epoch = self.store.get_meta("vector_epoch")
+            floor = db.execute("SELECT min(seq) FROM vector_tombstones").fetchone()[0]
+            if (
+                coarse is None
+                or coarse.epoch != epoch
+                or (floor is not None and floor > coarse.tomb_seq + 1)
+            ):
+                coarse = _Coarse(
+                    epoch,
+                    None,
+                    0,
+                    0,
+                    np.zeros(0, np.int64),
+                    np.zeros((0, 1), np.uint64),
+                    np.zeros(0, np.int32),
+                    np.zeros(0, np.int64),
+                    [],
+                    {},
                 )
-                .fetchall()
-            )
-            names: list[str] = []
-            codes: dict[str, int] = {}
-            n = len(rows)
-            ids = np.empty(n, dtype=np.int64)
-            langs = np.empty(n, dtype=np.int32)
-            files = np.empty(n, dtype=np.int64)
-            raw = bytearray()
-            for i, (chunk_id, bits, language, file_id) in enumerate(rows):
-                ids[i] = chunk_id
-                files[i] = file_id
-                code = codes.get(language)
-                if code is None:
-                    code = codes[language] = len(names)
-                    names.append(language)
-                langs[i] = code
-                raw += bits
-            width = len(rows[0][1]) if rows else 8
-            # Pad each row to whole 64-bit words for a fast popcount.
-            arr = (
-                np.frombuffer(bytes(raw), dtype=np.uint8).reshape(n, width)
-                if n
-                else np.zeros((0, width), dtype=np.uint8)
-            )
-            pad = (-width) % 8
-            if pad:
-                arr = np.pad(arr, ((0, 0), (0, pad)))
-            self._coarse = _Coarse(generation, ids, arr.view(np.uint64), langs, files, names)
-            return self._coarse
+                top = db.execute("SELECT max(seq) FROM vector_tombstones").fetchone()[0]
+                coarse.tomb_seq = int(top or 0)
+                rows = self._rows(0)
+                if rows:
+                    width = (len(rows[0][2]) + 7) // 8
+                    coarse.bits = np.zeros((0, width), np.uint64)
+                self._append(coarse, rows)
+            else:
+                gone = db.execute(
+                    "SELECT seq, chunk_id FROM vector_tombstones WHERE seq > ? ORDER BY seq",
+                    (coarse.tomb_seq,),
+                ).fetchall()
+                self._append(coarse, self._rows(coarse.seq))
+                if gone:
+                    # Tombstones older than a row's own write do not apply to it:
+                    # a chunk id is never reused, so any tombstone means gone.
+                    dead = np.fromiter((g[1] for g in gone), dtype=np.int64, count=len(gone))
+                    coarse.ids[np.isin(coarse.ids, dead)] = -1
+                    coarse.tomb_seq = gone[-1][0]
+            coarse.generation = generation
+            self._coarse = coarse
+            return coarse
 
     def size(self) -> int:
-        return len(self._load().ids)
+        return int(np.count_nonzero(self._load().ids >= 0))
 
     def nearest(
         self,
@@ -235,7 +304,7 @@ class VectorIndex:
         coarse = self._load()
         if len(coarse.ids) == 0 or k <= 0:
             return []
-        mask = np.ones(len(coarse.ids), dtype=bool)
+        mask = coarse.ids >= 0
         if languages:
             wanted = [
                 coarse.language_names.index(x) for x in languages if x in coarse.language_names
@@ -248,7 +317,7 @@ class VectorIndex:
         pool = np.flatnonzero(mask)
         if len(pool) == 0:
             return []
-        want = candidates or max(400, 40 * k)
+        want = candidates or max(256, 8 * k)
         if len(pool) > want:
             qbits = quantize(query.reshape(1, -1))
             pad = (-qbits.shape[1]) % 8

@@ -1,0 +1,218 @@
+"""Query latency and recall at 10k and 100k chunks, side by side.
+
+Chunks get synthetic text (words drawn from a code-like vocabulary) and
+synthetic clustered unit vectors, which is enough to measure scale. For each
+size it reports lexical, vector and hybrid latency through the real Searcher,
+the recall@10 of the binary coarse pass against exact brute force, and, for
+comparison, a sqlite-vec vec0 brute-force KNN over the same vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kenning.engine.search import Searcher
+from kenning.engine.store import Store
+from kenning.engine.types import Chunk
+from kenning.engine.vectors import VectorIndex
+
+WORDS = [
+    "parse",
+    "load",
+    "save",
+    "config",
+    "json",
+    "yaml",
+    "http",
+    "request",
+    "response",
+    "retry",
+    "timeout",
+    "client",
+    "server",
+    "user",
+    "account",
+    "order",
+    "payment",
+    "invoice",
+    "cache",
+    "queue",
+    "worker",
+    "job",
+    "schedule",
+    "token",
+    "auth",
+    "session",
+    "login",
+    "logout",
+    "error",
+    "handler",
+    "route",
+    "render",
+    "template",
+    "component",
+    "state",
+    "reducer",
+    "action",
+    "store",
+    "fetch",
+    "update",
+    "delete",
+    "create",
+    "list",
+    "sort",
+    "filter",
+    "map",
+    "reduce",
+    "stream",
+    "file",
+    "path",
+    "read",
+    "write",
+    "buffer",
+    "socket",
+    "connect",
+    "close",
+    "open",
+    "lock",
+    "mutex",
+    "thread",
+    "async",
+    "await",
+    "promise",
+    "future",
+    "channel",
+    "select",
+]
+
+
+def build(
+    store: Store, vectors: VectorIndex, n: int, dims: int, rng: np.random.Generator
+) -> np.ndarray:
+    centroids = rng.standard_normal((max(50, n // 200), dims)).astype(np.float32)
+    owner = rng.integers(0, len(centroids), n)
+    matrix = centroids[owner] + 0.6 * rng.standard_normal((n, dims)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    vectors.ensure_model("synthetic", dims)
+    per_file = 10
+    with store.write():
+        for f in range(n // per_file):
+            chunks = []
+            for j in range(per_file):
+                words = rng.choice(WORDS, 40)
+                text = f"def {words[0]}_{words[1]}_{f}_{j}():\n    " + " ".join(words)
+                chunks.append(
+                    Chunk(
+                        f"src/m{f}.py",
+                        j * 5 + 1,
+                        j * 5 + 4,
+                        "function",
+                        f"{words[0]}_{words[1]}",
+                        "python" if f % 4 else "go",
+                        text,
+                        f"{f}-{j}",
+                    )
+                )
+            store.write_file(f"src/m{f}.py", 100, 1, str(f), "python", chunks)
+    ids = [r[0] for r in store.reader().execute("SELECT id FROM chunks ORDER BY id")]
+    for start in range(0, n, 5000):
+        vectors.write(ids[start : start + 5000], matrix[start : start + 5000])
+    return matrix
+
+
+def pct(values: list[float], p: float) -> float:
+    return round(float(np.percentile(values, p)), 2)
+
+
+def run_size(n: int, dims: int, queries: int, with_vec0: bool) -> dict[str, object]:
+    rng = np.random.default_rng(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "index.db")
+        vectors = VectorIndex(store)
+        t = time.perf_counter()
+        matrix = build(store, vectors, n, dims, rng)
+        build_s = time.perf_counter() - t
+        searcher = Searcher(store, vectors)
+        ids = np.array([r[0] for r in store.reader().execute("SELECT id FROM chunks ORDER BY id")])
+        t = time.perf_counter()
+        vectors.size()  # first load of the coarse index
+        load_ms = (time.perf_counter() - t) * 1000
+        lat: dict[str, list[float]] = {"lexical": [], "vector": [], "hybrid": []}
+        recalls = []
+        for q in range(queries):
+            qv = matrix[rng.integers(0, n)] + 0.3 * rng.standard_normal(dims).astype(np.float32)
+            qv /= np.linalg.norm(qv)
+            text = " ".join(rng.choice(WORDS, 3))
+            for mode in lat:
+                t = time.perf_counter()
+                searcher.search(text, qv, 10, mode)
+                lat[mode].append((time.perf_counter() - t) * 1000)
+            exact = set(ids[np.argsort(-(matrix @ qv))[:10]].tolist())
+            got = {cid for cid, _ in vectors.nearest(qv, 10)}
+            recalls.append(len(exact & got) / 10)
+        out: dict[str, object] = {
+            "chunks": n,
+            "build_s": round(build_s, 1),
+            "coarse_load_ms": round(load_ms, 1),
+            "recall_at_10": round(float(np.mean(recalls)), 4),
+        }
+        for mode, values in lat.items():
+            out[f"{mode}_ms_p50"] = pct(values, 50)
+            out[f"{mode}_ms_p95"] = pct(values, 95)
+        if with_vec0:
+            conn = store.conn
+            conn.execute(
+                f"CREATE VIRTUAL TABLE v0 USING vec0(embedding float[{dims}] distance_metric=cosine)"
+            )
+            with conn:
+                conn.executemany(
+                    "INSERT INTO v0(rowid, embedding) VALUES (?, ?)",
+                    ((int(i), matrix[k].tobytes()) for k, i in enumerate(ids)),
+                )
+            v0 = []
+            for _ in range(min(queries, 20)):
+                qv = matrix[rng.integers(0, n)]
+                t = time.perf_counter()
+                conn.execute(
+                    "SELECT rowid FROM v0 WHERE embedding MATCH ? AND k = 10", (qv.tobytes(),)
+                ).fetchall()
+                v0.append((time.perf_counter() - t) * 1000)
+            out["vec0_knn_ms_p50"] = pct(v0, 50)
+        store.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--dims", type=int, default=384)
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--no-vec0", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("KENNING_HOME", tempfile.mkdtemp())
+    results = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        print(f"building {n} chunks...", file=sys.stderr)
+        results.append(run_size(n, args.dims, args.queries, not args.no_vec0))
+    print(
+        json.dumps(
+            {
+                "dims": args.dims,
+                "sizes": results,
+                "target": "hybrid p95 < 30 ms at 100k (query embedding not included)",
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
