@@ -31,12 +31,14 @@ candidates; when no template covers it, every template is, and ``why`` says so.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,6 +47,8 @@ import xxhash
 
 from kenning.config import kenning_home
 from kenning.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "KEYWORD_SATURATION",
@@ -745,12 +749,10 @@ class _Index:
     """Every embedded text of every template, stacked for one matrix product."""
 
     model_id: str
-    ids: list[str]
+    entries: list[_Entry]  # the snapshot the matrix was built from, in row order
     matrix: np.ndarray  # (n_texts, dims)
-    owner: np.ndarray  # (n_texts,) index into ids
-    text_index: np.ndarray  # (n_texts,) index into the template's texts
     starts: np.ndarray  # (n_templates,) first row of each template
-    positions: dict[str, int] = field(default_factory=dict)
+    counts: list[int]  # rows per template
 
 
 def _embedding_texts(template: Template) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -779,15 +781,23 @@ class TemplateLibrary:
         *,
         builtin: Path | None = None,
         check_interval: float = 0.5,
+        cache_dir: Path | None = None,
+        disk_cache: bool = True,
     ) -> None:
         self.workspace_root = Path(workspace_root) if workspace_root is not None else None
         self.user_dir = Path(user_dir) if user_dir is not None else kenning_home() / "templates"
         self.builtin_dir = Path(builtin) if builtin is not None else builtin_dir()
         self.embedder = embedder
         self.check_interval = check_interval
+        self.cache_dir: Path | None = None
+        if disk_cache:
+            self.cache_dir = (
+                cache_dir if cache_dir is not None else kenning_home() / "templates-cache"
+            )
         self._lock = threading.RLock()
+        self._embed_lock = threading.Lock()
+        self._disk_loaded: set[str] = set()
         self._files: dict[Path, _FileState] = {}
-        self._dir_signatures: dict[Path, tuple[int, ...]] = {}
         self._entries: dict[str, _Entry] = {}
         self._ordered: list[Template] = []
         self._problems: list[str] = []
@@ -932,16 +942,19 @@ class TemplateLibrary:
         embedder = self.embedder
         if embedder is None:
             return None
-        with self._lock:
-            model_id = embedder.model_id
-            if (
-                self._index is not None
-                and self._index_generation == self._generation
-                and self._index.model_id == model_id
-            ):
-                return self._index
-            entries = list(self._entries.values())
-            missing = [e for e in entries if (model_id, e.digest) not in self._vectors]
+        model_id = embedder.model_id
+        # One embedding run at a time; the main lock is not held while the model
+        # runs, so listing templates never waits for it.
+        with self._embed_lock:
+            with self._lock:
+                if self._index_is_current(model_id):
+                    return self._index
+                if model_id not in self._disk_loaded:
+                    self._disk_loaded.add(model_id)
+                    self._vectors.update(self._read_disk_cache(model_id))
+                entries = list(self._entries.values())
+                missing = [e for e in entries if (model_id, e.digest) not in self._vectors]
+                generation = self._generation
             if missing:
                 flat = [text for e in missing for text in e.texts]
                 vectors = np.asarray(embedder.embed_documents(flat), dtype=np.float32)
@@ -950,41 +963,92 @@ class TemplateLibrary:
                         f"embedder returned shape {vectors.shape} for {len(flat)} texts"
                     )
                 row = 0
-                for e in missing:
-                    n = len(e.texts)
-                    self._vectors[(model_id, e.digest)] = vectors[row : row + n]
-                    row += n
-            ids: list[str] = []
-            blocks: list[np.ndarray] = []
-            owner: list[int] = []
-            text_index: list[int] = []
-            starts: list[int] = []
-            row = 0
-            for i, e in enumerate(entries):
-                block = self._vectors[(model_id, e.digest)]
-                ids.append(e.template.id)
-                blocks.append(block)
-                starts.append(row)
-                owner.extend([i] * len(block))
-                text_index.extend(range(len(block)))
-                row += len(block)
-            dims = int(getattr(embedder, "dims", 0) or (blocks[0].shape[1] if blocks else 0))
-            matrix = (
-                np.ascontiguousarray(np.vstack(blocks), dtype=np.float32)
-                if blocks
-                else np.zeros((0, dims), dtype=np.float32)
-            )
-            self._index = _Index(
-                model_id=model_id,
-                ids=ids,
-                matrix=matrix,
-                owner=np.asarray(owner, dtype=np.int64),
-                text_index=np.asarray(text_index, dtype=np.int64),
-                starts=np.asarray(starts, dtype=np.int64),
-                positions={tid: i for i, tid in enumerate(ids)},
-            )
-            self._index_generation = self._generation
-            return self._index
+                with self._lock:
+                    for e in missing:
+                        n = len(e.texts)
+                        self._vectors[(model_id, e.digest)] = vectors[row : row + n]
+                        row += n
+                self._write_disk_cache(model_id, entries)
+            with self._lock:
+                index = self._build_index(model_id, entries, int(getattr(embedder, "dims", 0)))
+                self._index = index
+                self._index_generation = generation
+                return index
+
+    def _index_is_current(self, model_id: str) -> bool:
+        return (
+            self._index is not None
+            and self._index_generation == self._generation
+            and self._index.model_id == model_id
+        )
+
+    def _build_index(self, model_id: str, entries: list[_Entry], dims: int) -> _Index:
+        blocks = [self._vectors[(model_id, e.digest)] for e in entries]
+        counts = [len(block) for block in blocks]
+        starts = np.cumsum([0, *counts[:-1]]) if counts else np.zeros(0)
+        if blocks:
+            matrix = np.ascontiguousarray(np.vstack(blocks), dtype=np.float32)
+        else:
+            matrix = np.zeros((0, dims), dtype=np.float32)
+        return _Index(
+            model_id=model_id,
+            entries=entries,
+            matrix=matrix,
+            starts=np.asarray(starts, dtype=np.int64),
+            counts=counts,
+        )
+
+    # The vectors of every template ever embedded, per model, so that a new
+    # process (each CLI run, each server start) does not pay for the model again.
+
+    def _cache_file(self, model_id: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", model_id) or "model"
+        return self.cache_dir / f"{safe}.npz"
+
+    def _read_disk_cache(self, model_id: str) -> dict[tuple[str, str], np.ndarray]:
+        path = self._cache_file(model_id)
+        if path is None or not path.is_file():
+            return {}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                digests = [str(d) for d in data["digests"]]
+                counts = [int(c) for c in data["counts"]]
+                matrix = np.asarray(data["vectors"], dtype=np.float32)
+        except (OSError, KeyError, ValueError) as exc:
+            # Derived data only: recompute rather than fail.
+            log.info("ignoring unreadable template vector cache %s: %s", path, exc)
+            return {}
+        out: dict[tuple[str, str], np.ndarray] = {}
+        row = 0
+        for digest, count in zip(digests, counts, strict=False):
+            out[(model_id, digest)] = matrix[row : row + count]
+            row += count
+        return out
+
+    def _write_disk_cache(self, model_id: str, entries: list[_Entry]) -> None:
+        path = self._cache_file(model_id)
+        if path is None:
+            return
+        with self._lock:
+            blocks = [(e.digest, self._vectors.get((model_id, e.digest))) for e in entries]
+        kept = [(d, v) for d, v in blocks if v is not None]
+        if not kept:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    digests=np.asarray([d for d, _ in kept]),
+                    counts=np.asarray([len(v) for _, v in kept], dtype=np.int64),
+                    vectors=np.vstack([v for _, v in kept]).astype(np.float32),
+                )
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write template vector cache %s: %s", path, exc)
 
     def _query(self, kind: str, text: str) -> tuple[np.ndarray | None, frozenset[str]]:
         """The vector and tokens of a chunk or query, cached: the editor asks again and
@@ -1056,41 +1120,36 @@ class TemplateLibrary:
         k: int,
         index: _Index | None,
     ) -> list[TemplateMatch]:
-        with self._lock:
-            entries = list(self._entries.values())
+        semantic = index is not None and vector is not None
+        if index is not None:
+            # The snapshot the vectors belong to, even if a reload happened since.
+            candidates = list(enumerate(index.entries))
+        else:
+            with self._lock:
+                candidates = list(enumerate(self._entries.values()))
         lang = normalize_language(language)
         note = ""
         if lang is not None:
-            fitting = [e for e in entries if lang in e.template.languages]
+            fitting = [(i, e) for i, e in candidates if lang in e.template.languages]
             if fitting:
-                entries = fitting
+                candidates = fitting
             else:
                 note = f"; no templates for {lang}, so all languages are shown"
-        if not entries:
+        if not candidates:
             return []
 
-        best_sim: dict[str, tuple[float, int]] = {}
-        if index is not None and vector is not None and len(index.matrix):
-            if vector.shape[0] != index.matrix.shape[1]:
+        sims: np.ndarray | None = None
+        if semantic:
+            assert index is not None and vector is not None
+            if len(index.matrix) and vector.shape[0] != index.matrix.shape[1]:
                 raise ValueError(
                     f"vector has {vector.shape[0]} dimensions, the templates "
                     f"{index.matrix.shape[1]}"
                 )
             sims = index.matrix @ vector
-            # The max per template over its consecutive rows, in one call.
-            maxima = np.maximum.reduceat(sims, index.starts)
-            for e in entries:
-                pos = index.positions.get(e.template.id)
-                if pos is None:
-                    continue
-                start = int(index.starts[pos])
-                end = start + len(e.texts)
-                which = int(np.argmax(sims[start:end]))
-                best_sim[e.template.id] = (float(maxima[pos]), which)
 
-        semantic = index is not None and vector is not None
         scored: list[tuple[float, float, str, TemplateMatch]] = []
-        for e in entries:
+        for i, e in candidates:
             t = e.template
             matched = [
                 kw
@@ -1099,18 +1158,20 @@ class TemplateLibrary:
             ]
             kw_score = min(1.0, len(matched) / KEYWORD_SATURATION)
             kw_text = ("keywords: " + ", ".join(matched)) if matched else "no keywords matched"
-            if semantic:
-                sim, which = best_sim.get(t.id, (0.0, 0))
-                sim = max(0.0, min(1.0, sim))
+            if sims is not None and index is not None:
+                start = int(index.starts[i])
+                own = sims[start : start + index.counts[i]]
+                which = int(np.argmax(own))
+                sim = max(0.0, min(1.0, float(own[which])))
                 score = SEMANTIC_WEIGHT * sim + (1.0 - SEMANTIC_WEIGHT) * kw_score
                 why = f"similar to {e.labels[which]} ({sim:.2f}); {kw_text}"
             else:
+                if not matched:
+                    continue  # nothing at all says this template fits
                 sim = 0.0
                 score = kw_score
                 why = f"{kw_text} (keywords only: no embedding model)"
-                if not matched:
-                    continue  # nothing at all says this template fits
             match_lang = lang if lang in t.languages else t.languages[0]
-            scored.append((score, sim, t.id, TemplateMatch(t, score, why + note, match_lang or "")))
+            scored.append((score, sim, t.id, TemplateMatch(t, score, why + note, match_lang)))
         scored.sort(key=lambda item: (-item[0], -item[1], item[2]))
         return [item[3] for item in scored[:k]]
