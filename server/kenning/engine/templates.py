@@ -1110,7 +1110,13 @@ class TemplateLibrary:
         self.reload()
         index = self._ensure_index()
         vec = np.asarray(vector, dtype=np.float32).reshape(-1)
-        return self._rank(vec, _tokens(text), language, k, index)
+        return self._rank(vec, self._text_tokens(text), language, k, index)
+
+    def _text_tokens(self, text: str) -> frozenset[str]:
+        model_id = self.embedder.model_id if self.embedder is not None else ""
+        with self._lock:
+            hit = self._query_cache.get((f"code:{model_id}", text))
+        return hit[1] if hit is not None else _tokens(text)
 
     def _rank(
         self,
@@ -1148,30 +1154,38 @@ class TemplateLibrary:
                 )
             sims = index.matrix @ vector
 
-        scored: list[tuple[float, float, str, TemplateMatch]] = []
+        # Score everything, then spend string formatting on the k that are returned.
+        scored: list[tuple[float, float, str, int, _Entry, list[str]]] = []
         for i, e in candidates:
-            t = e.template
             matched = [
                 kw
-                for kw, parts in zip(t.keywords, e.keyword_parts, strict=True)
+                for kw, parts in zip(e.template.keywords, e.keyword_parts, strict=True)
                 if parts and all(p in tokens for p in parts)
             ]
             kw_score = min(1.0, len(matched) / KEYWORD_SATURATION)
-            kw_text = ("keywords: " + ", ".join(matched)) if matched else "no keywords matched"
+            which = -1
             if sims is not None and index is not None:
                 start = int(index.starts[i])
                 own = sims[start : start + index.counts[i]]
                 which = int(np.argmax(own))
                 sim = max(0.0, min(1.0, float(own[which])))
                 score = SEMANTIC_WEIGHT * sim + (1.0 - SEMANTIC_WEIGHT) * kw_score
-                why = f"similar to {e.labels[which]} ({sim:.2f}); {kw_text}"
-            else:
-                if not matched:
-                    continue  # nothing at all says this template fits
+            elif matched:
                 sim = 0.0
                 score = kw_score
+            else:
+                continue  # no model and no keyword: nothing says this template fits
+            scored.append((score, sim, e.template.id, which, e, matched))
+        scored.sort(key=lambda item: (-item[0], -item[1], item[2]))
+
+        out: list[TemplateMatch] = []
+        for score, sim, _id, which, e, matched in scored[:k]:
+            t = e.template
+            kw_text = ("keywords: " + ", ".join(matched)) if matched else "no keywords matched"
+            if which >= 0:
+                why = f"similar to {e.labels[which]} ({sim:.2f}); {kw_text}"
+            else:
                 why = f"{kw_text} (keywords only: no embedding model)"
             match_lang = lang if lang in t.languages else t.languages[0]
-            scored.append((score, sim, t.id, TemplateMatch(t, score, why + note, match_lang)))
-        scored.sort(key=lambda item: (-item[0], -item[1], item[2]))
-        return [item[3] for item in scored[:k]]
+            out.append(TemplateMatch(t, score, why + note, match_lang))
+        return out
