@@ -26,6 +26,11 @@ and each example. Without an embedder the score is ``keyword_score`` alone.
 
 Language: when a language is given, only templates for that language are
 candidates; when no template covers it, every template is, and ``why`` says so.
+
+Templates are embedded lazily (first match, or :meth:`TemplateLibrary.warm`), keyed
+by content hash in memory and in ``<cache_dir>/<model id>.npz`` (default
+``kenning_home()/templates-cache``), so a reload or a new process embeds only
+templates it has never seen.
 """
 
 from __future__ import annotations
