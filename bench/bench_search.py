@@ -94,6 +94,16 @@ WORDS = [
 ]
 
 
+def vocabulary(rng: np.random.Generator, size: int = 5000) -> tuple[list[str], np.ndarray]:
+    """A code-like vocabulary with Zipf frequencies: few words everywhere, most rare."""
+    words = list(WORDS)
+    while len(words) < size:
+        a, b = rng.choice(WORDS, 2)
+        words.append(f"{a}{b.capitalize()}{len(words)}")
+    weights = 1.0 / np.arange(1, size + 1) ** 1.1
+    return words, weights / weights.sum()
+
+
 def build(
     store: Store, vectors: VectorIndex, n: int, dims: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -102,12 +112,13 @@ def build(
     matrix = centroids[owner] + 0.6 * rng.standard_normal((n, dims)).astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     vectors.ensure_model("synthetic", dims)
+    vocab, freq = vocabulary(rng)
     per_file = 10
     with store.write():
         for f in range(n // per_file):
             chunks = []
             for j in range(per_file):
-                words = rng.choice(WORDS, 40)
+                words = rng.choice(vocab, 60, p=freq)
                 text = f"def {words[0]}_{words[1]}_{f}_{j}():\n    " + " ".join(words)
                 chunks.append(
                     Chunk(
@@ -139,6 +150,7 @@ def run_size(n: int, dims: int, queries: int, with_vec0: bool) -> dict[str, obje
         vectors = VectorIndex(store)
         t = time.perf_counter()
         matrix = build(store, vectors, n, dims, rng)
+        vocab, freq = vocabulary(np.random.default_rng(n))
         build_s = time.perf_counter() - t
         searcher = Searcher(store, vectors)
         ids = np.array([r[0] for r in store.reader().execute("SELECT id FROM chunks ORDER BY id")])
@@ -150,7 +162,7 @@ def run_size(n: int, dims: int, queries: int, with_vec0: bool) -> dict[str, obje
         for q in range(queries):
             qv = matrix[rng.integers(0, n)] + 0.3 * rng.standard_normal(dims).astype(np.float32)
             qv /= np.linalg.norm(qv)
-            text = " ".join(rng.choice(WORDS, 3))
+            text = " ".join(rng.choice(vocab[:2000], 3, p=freq[:2000] / freq[:2000].sum()))
             for mode in lat:
                 t = time.perf_counter()
                 searcher.search(text, qv, 10, mode)

@@ -79,5 +79,5 @@ def test_replacing_a_files_chunks_is_all_or_nothing(tmp_path: Path) -> None:
     store.write_file("a.py", 11, 2, "h2", "python", [chunk("three")])
     assert [c.text for c in store.chunks_of("a.py")] == ["three"]
     # The FTS rows follow the chunks: the old words are gone.
-    assert store.lexical('"one"', 10) == []
-    assert len(store.lexical('"three"', 10)) == 1
+    assert store.lexical(["one"], 10) == []
+    assert len(store.lexical(["three"], 10)) == 1

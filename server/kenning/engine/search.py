@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kenning.engine.store import ChunkRow, Store
-from kenning.engine.text import fts_match_expression
+from kenning.engine.text import query_terms
 from kenning.engine.types import SearchHit
 from kenning.engine.vectors import VectorIndex
 from kenning.errors import NeedsEmbeddingsError, UsageError
@@ -119,9 +119,7 @@ class Searcher:
         lexical: list[tuple[int, float]] = []
         vector: list[tuple[int, float]] = []
         if mode in ("lexical", "hybrid"):
-            match = fts_match_expression(query)
-            if match:
-                lexical = self.store.lexical(match, pool, languages, file_ids)
+            lexical = self.store.lexical(query_terms(query), pool, languages, file_ids)
         if mode in ("vector", "hybrid") and query_vector is not None:
             vector = self.vectors.nearest(query_vector, pool, languages, file_ids)
         if mode == "hybrid" and query_vector is None:

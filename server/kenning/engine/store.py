@@ -28,6 +28,8 @@ from kenning.engine.types import Chunk
 from kenning.errors import IndexBusyError, IndexCorruptError
 
 BUSY_TIMEOUT_MS = 10_000
+# Chunks that lexical search may rank for one query before dropping common terms.
+LEXICAL_BUDGET = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,9 @@ class Store:
         self._local = threading.local()
         self._readers: list[apsw.Connection] = []
         self._counts: tuple[str | None, dict[str, int]] | None = None
+        # Document frequency of query terms, valid while the index size holds.
+        self._df: dict[str, int] = {}
+        self._df_total = 0
         self.conn = _connect(path)
         try:
             mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()
@@ -381,18 +386,26 @@ class Store:
 
     def lexical(
         self,
-        match: str,
+        terms: Sequence[str],
         limit: int,
         languages: Sequence[str] | None = None,
         file_ids: Sequence[int] | None = None,
     ) -> list[tuple[int, float]]:
-        """(chunk id, bm25) best first; bm25 is negative, lower is better."""
-        sql = [
-            "SELECT f.rowid, bm25(chunks_fts, 4.0, 1.0, 2.0) AS rank FROM chunks_fts f",
-        ]
-        params: list[object] = []
+        """(chunk id, bm25) for chunks holding any of ``terms``, best first.
+
+        bm25 is negative, lower is better. Ranking every chunk that holds a
+        word found nearly everywhere ("data", "self") is what makes lexical
+        search slow on a large index, and such words add almost nothing to
+        bm25; so on a large index the commonest terms are dropped while rarer
+        ones remain (see _selective).
+        """
+        terms = self._selective(list(terms))
+        if not terms:
+            return []
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        sql = ["SELECT f.rowid, bm25(chunks_fts, 4.0, 1.0, 2.0) AS score FROM chunks_fts f"]
+        params: list[object] = [match]
         where = ["chunks_fts MATCH ?"]
-        params.append(match)
         if languages or file_ids is not None:
             sql.append("JOIN chunks c ON c.id = f.rowid")
             if languages:
@@ -402,13 +415,46 @@ class Store:
                 where.append("c.file_id IN (SELECT value FROM json_each(?))")
                 params.append(_json_ids(file_ids))
         sql.append("WHERE " + " AND ".join(where))
-        sql.append("ORDER BY rank LIMIT ?")
+        sql.append("ORDER BY score LIMIT ?")
         params.append(limit)
         try:
             return [(r[0], r[1]) for r in self.reader().execute(" ".join(sql), params)]
         except apsw.SQLError:
             # A query FTS5 cannot parse has no lexical answer; vector search may still help.
             return []
+
+    def _selective(self, terms: list[str]) -> list[str]:
+        """The query terms worth ranking by, rarest first, within a document budget."""
+        total = self.counts()["chunks"]
+        if total <= LEXICAL_BUDGET or len(terms) <= 1:
+            return terms
+        with self._lock:
+            if not (0.8 * self._df_total <= total <= 1.25 * self._df_total):
+                self._df.clear()
+                self._df_total = total
+        freq = sorted((self._doc_freq(t), t) for t in terms)
+        kept = [freq[0][1]]
+        spent = freq[0][0]
+        for df, t in freq[1:]:
+            if spent + df > max(LEXICAL_BUDGET, total * 0.05):
+                break
+            kept.append(t)
+            spent += df
+        return kept
+
+    def _doc_freq(self, term: str) -> int:
+        cached = self._df.get(term)
+        if cached is None:
+            row = (
+                self.reader()
+                .execute(
+                    "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                    ('"' + term.replace('"', '""') + '"',),
+                )
+                .fetchone()
+            )
+            cached = self._df[term] = int(row[0])
+        return cached
 
 
 def bump_generation(db: apsw.Connection) -> None:

@@ -107,11 +107,3 @@ def query_terms(query: str) -> list[str]:
         # A query made only of stopwords still deserves an answer.
         terms = [w.lower() for w in _RUN.findall(query)]
     return terms
-
-
-def fts_match_expression(query: str) -> str | None:
-    """An FTS5 MATCH expression: any of the query's words, each as a quoted token."""
-    terms = query_terms(query)
-    if not terms:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
