@@ -305,6 +305,10 @@ def test_python_floor_division_is_not_a_comment() -> None:
     assert code_tokens("a = b // 2", "python") == ["ID", "=", "ID", "//", "NUM"]
 
 
+def test_dash_comments_recognised_without_a_language() -> None:
+    assert code_tokens("x = 1\n  -- note\ny = x -- more") == ["ID", "=", "NUM", "ID", "=", "ID"]
+
+
 def test_lua_comments_dropped() -> None:
     text = "--[[ block\ncomment ]] local x = 1 -- trailing\nreturn x"
     assert code_tokens(text, "lua") == ["local", "ID", "=", "NUM", "return", "ID"]
@@ -381,6 +385,16 @@ def test_query_finds_renamed_copy_and_not_unrelated(language: str) -> None:
     assert keys[:1] == [original + 1]
     assert original + 2 not in keys
     assert found[0][1] >= 0.75
+
+
+def test_query_limit_keeps_the_best() -> None:
+    index = DuplicateIndex()
+    original, copy, _ = SAMPLES["python"]
+    index.add(1, sig(copy, "python"))
+    index.add(2, sig(original, "python"))
+    index.add(3, sig(original, "python"))
+    assert index.query(sig(original, "python"), limit=2) == [(2, 1.0), (3, 1.0)]
+    assert index.query(sig(original, "python"), exclude=2, limit=1) == [(3, 1.0)]
 
 
 def test_query_without_exclude_returns_the_chunk_itself_first() -> None:
@@ -528,6 +542,16 @@ def test_vectors_confirm_a_looser_structural_match() -> None:
     assert find_clusters([1, 2], [a, b], threshold=0.85) == []
     clusters = find_clusters([1, 2], [a, b], vectors=vectors, threshold=0.85)
     assert [sorted(all_keys(c)) for c in clusters] == [[1, 2]]
+
+
+def test_chunk_without_a_vector_is_judged_on_structure() -> None:
+    text = SAMPLES["rust"][0]
+    vectors = np.stack([unit([1, 0]), np.zeros(2, dtype=np.float32), unit([0, 1])])
+    clusters = find_clusters([1, 2, 3], [sig(text, "rust")] * 3, vectors=vectors)
+    # 2 has no vector: linked to both on Jaccard 1.0; 1 and 3 disagree in meaning.
+    assert len(clusters) == 1
+    assert clusters[0].canonical == 2
+    assert [(m.key, m.similarity) for m in clusters[0].members] == [(1, 1.0), (3, 1.0)]
 
 
 def test_large_cluster_is_split_into_children() -> None:

@@ -138,8 +138,8 @@ _WORD = r"[A-Za-z_$][\w$]*"
 
 # Which comment forms a language has. Without a language we take the forms that
 # cannot be mistaken for code: '#' followed by a space (a shell/Python/Ruby
-# comment, never '#include' or '#[derive]') and '--' at the start of a line
-# followed by a space (Lua, SQL; never C's 'x--').
+# comment, never '#include' or '#[derive]') and '--' between spaces (Lua,
+# SQL; never C's 'x--' or '--x').
 _HASH_LANGS = frozenset(
     {"python", "ruby", "bash", "shell", "sh", "zsh", "elixir", "perl", "r", "yaml", "toml"}
     | {"make", "cmake", "dockerfile", "nim", "crystal"}
@@ -157,7 +157,7 @@ def _pattern(family: str) -> re.Pattern[str]:
     elif family == "dash":
         comments.append(r"--\[\[[\s\S]*?\]\]|--[^\n]*")
     else:
-        comments.append(r"\#(?=[ \t])[^\n]*|(?m:^[ \t]*--(?=[ \t]|$)[^\n]*)")
+        comments.append(r"\#(?=[ \t])[^\n]*|(?<!\S)--(?=[ \t\n]|\Z)[^\n]*")
     comments.append(r"<!--[\s\S]*?-->")
     strings = _STRINGS
     if family == "rust":
@@ -168,8 +168,10 @@ def _pattern(family: str) -> re.Pattern[str]:
         strings = strings + r"|'(?:[^'\\\n]|\\.)*'"
         word = _WORD
     ops = _COMMON_OPERATORS + r"|[^\s\w]"
+    # Leading whitespace is consumed by the match itself: otherwise the scanner
+    # tries the whole alternation at every indentation character.
     return re.compile(
-        f"({'|'.join(comments)})|({strings})|({_NUMBER})|({word})|({ops})",
+        rf"\s*(?:({'|'.join(comments)})|({strings})|({_NUMBER})|({word})|({ops}))",
     )
 
 
@@ -236,23 +238,25 @@ def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
 _SHINGLE_MUL = _const64("shingle", 1)[0] | np.uint64(1)
 _MIX1 = np.uint64(0xFF51AFD7ED558CCD)
 _MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
-_token_hash_cache: dict[str, int] = {}
 
 
-def _token_hash(token: str) -> int:
-    h = _token_hash_cache.get(token)
-    if h is None:
+class _TokenHashes(dict[str, int]):
+    """xxh64 of a normalised token, computed once per distinct token. The vocabulary
+    is keywords, operators and four placeholders, so the cache stays small."""
+
+    def __missing__(self, token: str) -> int:
         h = xxhash.xxh64_intdigest(token.encode())
-        # The vocabulary of normalised tokens is keywords, operators and three
-        # placeholders, so this cache stays small.
-        if len(_token_hash_cache) < 100_000:
-            _token_hash_cache[token] = h
-    return h
+        if len(self) < 100_000:
+            self[token] = h
+        return h
+
+
+_token_hashes = _TokenHashes()
 
 
 def _shingle_hashes(tokens: Sequence[str], k: int) -> np.ndarray:
     """32-bit hashes (as uint64) of every run of ``k`` consecutive tokens."""
-    th = np.fromiter((_token_hash(t) for t in tokens), dtype=np.uint64, count=len(tokens))
+    th = np.fromiter(map(_token_hashes.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
     n = len(tokens) - k + 1
     h = th[:n].copy()
     for j in range(1, k):
@@ -416,20 +420,30 @@ class DuplicateIndex:
         self._lsh.remove(key)
         self._free.append(row)
 
-    def query(self, signature: np.ndarray, exclude: int | None = None) -> list[tuple[int, float]]:
+    def query(
+        self, signature: np.ndarray, exclude: int | None = None, limit: int | None = None
+    ) -> list[tuple[int, float]]:
         """Keys whose chunks are near-duplicates of ``signature``, as
-        ``(key, estimated jaccard)``, best first (ties by key)."""
+        ``(key, estimated jaccard)``, best first (ties by key); at most ``limit``."""
         sig = _check_signature(signature, self.num_perm)
         if not self._row:
             return []
-        keys = [k for k in self._lsh.query(_Sketch(sig)) if k != exclude]
-        if not keys:
+        found = self._lsh.query(_Sketch(sig))
+        if not found:
             return []
-        rows = np.fromiter((self._row[k] for k in keys), dtype=np.intp, count=len(keys))
+        keys = np.fromiter(found, dtype=np.int64, count=len(found))
+        if exclude is not None:
+            keys = keys[keys != exclude]
+        rows = np.fromiter(
+            map(self._row.__getitem__, keys.tolist()), dtype=np.intp, count=len(keys)
+        )
         scores = np.count_nonzero(self._matrix[rows] == sig, axis=1) / self.num_perm
-        found = [(k, float(s)) for k, s in zip(keys, scores, strict=True) if s >= self.threshold]
-        found.sort(key=lambda ks: (-ks[1], ks[0]))
-        return found
+        keep = scores >= self.threshold
+        keys, scores = keys[keep], scores[keep]
+        order = np.lexsort((keys, -scores))
+        if limit is not None:
+            order = order[: max(0, limit)]
+        return list(zip(keys[order].tolist(), scores[order].tolist(), strict=True))
 
 
 # --------------------------------------------------------------------------- clusters
@@ -462,12 +476,17 @@ _MAX_SPLIT_DEPTH = 4
 
 
 class _Scorer:
-    """Similarities between rows of the signature matrix (and vectors, if any)."""
+    """Similarities between rows of the signature matrix (and vectors, if any).
+
+    A zero vector row means "not embedded yet": pairs involving it are judged
+    on the Jaccard alone rather than vetoed by a cosine of 0.
+    """
 
     def __init__(self, sigs: np.ndarray, vectors: np.ndarray | None) -> None:
         self.sigs = sigs
         self.vectors = vectors
         self.perm = sigs.shape[1]
+        self.embedded = None if vectors is None else np.linalg.norm(vectors, axis=1) > 0.5
 
     def pairs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         out = np.empty(len(i), dtype=np.float32)
@@ -475,11 +494,12 @@ class _Scorer:
         for s in range(0, len(i), step):
             a, b = i[s : s + step], j[s : s + step]
             jac = np.count_nonzero(self.sigs[a] == self.sigs[b], axis=1) / self.perm
-            if self.vectors is None:
+            if self.vectors is None or self.embedded is None:
                 out[s : s + step] = jac
             else:
                 cos = np.einsum("ij,ij->i", self.vectors[a], self.vectors[b])
-                out[s : s + step] = 0.5 * (jac + np.clip(cos, 0.0, 1.0))
+                both = self.embedded[a] & self.embedded[b]
+                out[s : s + step] = np.where(both, 0.5 * (jac + np.clip(cos, 0.0, 1.0)), jac)
         return out
 
     def matrix(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -492,9 +512,10 @@ class _Scorer:
             r = rows[s : s + step]
             jac = np.count_nonzero(self.sigs[r][:, None, :] == cs[None, :, :], axis=2)
             out[s : s + step] = jac / self.perm
-        if self.vectors is not None:
+        if self.vectors is not None and self.embedded is not None:
             cos = self.vectors[rows] @ self.vectors[cols].T
-            out = 0.5 * (out + np.clip(cos, 0.0, 1.0))
+            both = self.embedded[rows][:, None] & self.embedded[cols][None, :]
+            out = np.where(both, 0.5 * (out + np.clip(cos, 0.0, 1.0)), out)
         return out
 
 
@@ -655,7 +676,8 @@ def find_clusters(
 
     ``signatures[n]`` (from :func:`minhash`; ``None`` for chunks too small to
     compare, which are left out) and ``vectors[n]`` (L2-normalised embedding
-    rows, optional) belong to ``keys[n]``. Two chunks are linked when
+    rows, optional; an all-zero row for a chunk not embedded yet) belong to
+    ``keys[n]``. Two chunks are linked when
     :func:`similarity` of the pair reaches ``threshold``; clusters are the
     connected groups of at least ``min_size`` chunks.
     """
