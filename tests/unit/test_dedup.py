@@ -579,3 +579,23 @@ def test_find_clusters_rejects_mismatched_inputs() -> None:
     with pytest.raises(ValueError, match="vectors"):
         find_clusters([1, 2], [s, s], vectors=np.zeros((3, 4), dtype=np.float32))
     assert find_clusters([], []) == []
+
+
+def test_component_labelling_matches_a_plain_union_find() -> None:
+    from kenning.engine.dedup import _components
+
+    rng = np.random.default_rng(3)
+    n = 500
+    i, j = rng.integers(0, n, 300), rng.integers(0, n, 300)
+    parent = list(range(n))
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for a, b in zip(i.tolist(), j.tolist(), strict=True):
+        ra, rb = root(a), root(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    expected = [root(x) for x in range(n)]
+    assert _components(n, i, j).tolist() == expected
