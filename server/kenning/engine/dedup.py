@@ -80,6 +80,7 @@ __all__ = [
     "minhash",
     "signature_bytes",
     "signature_from_bytes",
+    "signature_of_tokens",
     "similarity",
 ]
 
