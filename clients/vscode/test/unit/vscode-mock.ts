@@ -39,6 +39,9 @@ export class Uri {
   toString(): string {
     return this.text;
   }
+  get fsPath(): string {
+    return decodeURIComponent(this.text.replace(/^file:\/\//, ""));
+  }
 }
 
 export interface FakeItem {
@@ -98,14 +101,65 @@ export interface ShownDocument {
   options: { preview?: boolean; preserveFocus?: boolean; selection?: Range };
 }
 
+export class MarkdownString {
+  isTrusted: unknown;
+  constructor(public value = "") {}
+  appendMarkdown(text: string): this {
+    this.value += text;
+    return this;
+  }
+}
+
+export class ThemeColor {
+  constructor(public id: string) {}
+}
+
+export enum StatusBarAlignment {
+  Left = 1,
+  Right = 2,
+}
+
+export enum ProgressLocation {
+  SourceControl = 1,
+  Window = 10,
+  Notification = 15,
+}
+
+export enum QuickPickItemKind {
+  Separator = -1,
+  Default = 0,
+}
+
+export interface FakeStatusBarItem {
+  id: string;
+  text: string;
+  tooltip?: MarkdownString;
+  command?: string;
+  name?: string;
+  backgroundColor?: ThemeColor;
+  visible: boolean;
+}
+
 export const recorded = {
   quickPicks: [] as FakeQuickPick[],
   shown: [] as ShownDocument[],
   warnings: [] as string[],
+  errors: [] as string[],
+  commands: new Map<string, (...args: unknown[]) => unknown>(),
+  statusItems: [] as FakeStatusBarItem[],
+  log: [] as string[],
+  settings: new Map<string, unknown>(),
+  configListeners: new EventEmitter<{ affectsConfiguration(section: string): boolean }>(),
   reset(): void {
     this.quickPicks = [];
     this.shown = [];
     this.warnings = [];
+    this.errors = [];
+    this.commands = new Map();
+    this.statusItems = [];
+    this.log = [];
+    this.settings = new Map();
+    this.configListeners = new EventEmitter();
   },
 };
 
@@ -119,6 +173,34 @@ export const window = {
   showTextDocument(uri: Uri, options: ShownDocument["options"]): Promise<void> {
     recorded.shown.push({ uri: uri.toString(), options });
     return Promise.resolve();
+  },
+  showErrorMessage(message: string): Promise<undefined> {
+    recorded.errors.push(message);
+    return Promise.resolve(undefined);
+  },
+  createOutputChannel(name: string) {
+    return {
+      name,
+      appendLine: (line: string) => recorded.log.push(line),
+      append: (text: string) => recorded.log.push(text),
+      show: () => undefined,
+      dispose: () => undefined,
+    };
+  },
+  createStatusBarItem(id: string): FakeStatusBarItem & { show(): void; dispose(): void } {
+    const item = {
+      id,
+      text: "",
+      visible: false,
+      show() {
+        item.visible = true;
+      },
+      dispose() {
+        item.visible = false;
+      },
+    };
+    recorded.statusItems.push(item);
+    return item;
   },
   showWarningMessage(message: string): Promise<undefined> {
     recorded.warnings.push(message);
@@ -134,11 +216,33 @@ export const window = {
 
 export const workspace = {
   workspaceFolders: [{ name: "shop", uri: Uri.parse("file:///home/u/shop") }],
+  getConfiguration(section: string) {
+    return {
+      get: <T>(key: string, fallback?: T): T | undefined =>
+        recorded.settings.has(`${section}.${key}`) ? (recorded.settings.get(`${section}.${key}`) as T) : fallback,
+    };
+  },
+  onDidChangeConfiguration(listener: (e: { affectsConfiguration(section: string): boolean }) => unknown) {
+    return recorded.configListeners.event(listener);
+  },
 };
 
 export const commands = {
   executeCommand(): Promise<undefined> {
     return Promise.resolve(undefined);
+  },
+  registerCommand(id: string, run: (...args: unknown[]) => unknown) {
+    if (recorded.commands.has(id)) {
+      throw new Error(`command '${id}' already exists`);
+    }
+    recorded.commands.set(id, run);
+    return { dispose: () => recorded.commands.delete(id) };
+  },
+};
+
+export const extensions = {
+  getExtension(): undefined {
+    return undefined;
   },
 };
 
