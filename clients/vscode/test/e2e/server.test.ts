@@ -43,6 +43,17 @@ function serverCommand(): { command: string; args: string[] } {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The promise's value, or `fallback` after `ms`; the timer never outlives the race. */
+async function within<T, F>(promise: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<F>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 let child: ChildProcessWithoutNullStreams;
 let connection: MessageConnection;
 let server: KenningServer;
@@ -125,15 +136,16 @@ before(async () => {
 after(async () => {
   shuttingDown = true;
   try {
-    await Promise.race([connection.sendRequest("shutdown"), sleep(10_000)]);
+    await within(connection.sendRequest("shutdown"), 10_000, undefined);
     await connection.sendNotification("exit");
   } catch {
     // The exit below tells whether the server went away.
   }
-  const exited = await Promise.race([
+  const exited = await within(
     new Promise<boolean>((resolve) => (child.exitCode !== null ? resolve(true) : child.once("exit", () => resolve(true)))),
-    sleep(10_000).then(() => false),
-  ]);
+    10_000,
+    false,
+  );
   if (!exited) {
     child.kill();
   }
