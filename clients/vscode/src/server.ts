@@ -24,6 +24,7 @@ import { affectsServer, needsRestart, toServerSettings } from "./common/settings
 import { singleTextEdit, toSnippet } from "./common/snippet";
 import { stateFromProgress, stateFromStatus, type IndexState } from "./common/status";
 import { installKenning, interpreterSetting, onDidChangePythonInterpreter, probes } from "./python";
+import { errorText } from "./ui";
 
 const POLL_INDEXING_MS = 2_000;
 const POLL_IDLE_MS = 30_000;
@@ -51,6 +52,8 @@ export class ServerManager implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
   private snippetDepth = 0;
+  /** Ends the window progress of each `$/progress` token still open. */
+  private readonly openProgress = new Set<() => void>();
   private _state: IndexState = { kind: "starting" };
 
   readonly onDidChangeState = this.stateEmitter.event;
@@ -109,8 +112,10 @@ export class ServerManager implements vscode.Disposable {
       this.setState(stateFromStatus(await server.status()));
     } catch (error) {
       this.log.error("kenning.status failed", error);
-      this.setState({ kind: "error", message: `status failed: ${error instanceof Error ? error.message : String(error)}` });
+      this.setState({ kind: "error", message: `status failed: ${errorText(error)}` });
     }
+    // Another refresh may have run meanwhile (a progress end and a poll): keep one timer.
+    this.clearPoll();
     if (this.server !== undefined) {
       const delay = this._state.kind === "indexing" ? POLL_INDEXING_MS : POLL_IDLE_MS;
       this.pollTimer = setTimeout(() => void this.refreshStatus(), delay);
@@ -158,6 +163,9 @@ export class ServerManager implements vscode.Disposable {
     this.api = undefined;
     for (const d of this.clientDisposables.splice(0)) {
       d.dispose();
+    }
+    for (const end of [...this.openProgress]) {
+      end();
     }
     if (client !== undefined) {
       this.log.info("Stopping the server");
@@ -244,23 +252,27 @@ export class ServerManager implements vscode.Disposable {
   }
 
   private trackProgress(client: LanguageClient, token: ProgressToken): void {
-    let finish: () => void = () => undefined;
-    const done = new Promise<void>((resolve) => (finish = resolve));
-    void vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: "Kenning" }, (progress) => {
-      const sub = client.onProgress(WorkDoneProgress.type, token, (value) => {
-        this.setState(stateFromProgress(value, this._state));
-        if (value.kind === "end") {
-          sub.dispose();
-          finish();
-          void this.refreshStatus();
-        } else {
-          const message = value.message ?? (value.kind === "begin" ? value.title : undefined);
-          progress.report({ message, increment: undefined });
-        }
-      });
-      this.clientDisposables.push(sub, { dispose: finish });
-      return done;
-    });
+    void vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Window, title: "Kenning" },
+      (progress) =>
+        new Promise<void>((resolve) => {
+          const sub = client.onProgress(WorkDoneProgress.type, token, (value) => {
+            this.setState(stateFromProgress(value, this._state));
+            if (value.kind === "end") {
+              end();
+              void this.refreshStatus();
+            } else {
+              progress.report({ message: value.message ?? (value.kind === "begin" ? value.title : undefined) });
+            }
+          });
+          const end = (): void => {
+            sub.dispose();
+            this.openProgress.delete(end);
+            resolve();
+          };
+          this.openProgress.add(end);
+        }),
+    );
   }
 
   private async applyEdit(client: LanguageClient, params: ApplyWorkspaceEditParams): Promise<ApplyWorkspaceEditResult> {
