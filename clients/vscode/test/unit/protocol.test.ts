@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { CancellationToken } from "vscode-jsonrpc";
+import { KenningServer, ProtocolError, type Requester } from "../../src/common/protocol";
+
+class FakeRequester implements Requester {
+  sent: { method: string; params: unknown; token?: CancellationToken }[] = [];
+  constructor(private readonly answer: (params: { command: string; arguments: unknown[] }) => unknown) {}
+  sendRequest<R>(method: string, params: unknown, token?: CancellationToken): Promise<R> {
+    this.sent.push({ method, params, token });
+    return Promise.resolve(this.answer(params as { command: string; arguments: unknown[] }) as R);
+  }
+}
+
+const hit = {
+  uri: "file:///w/config.py",
+  range: { start: { line: 2, character: 0 }, end: { line: 9, character: 0 } },
+  symbol: "load_config",
+  kind: "function",
+  language: "python",
+  score: 0.8,
+  snippet: "def load_config():",
+};
+
+test("search is one executeCommand with the arguments as a single object", async () => {
+  const req = new FakeRequester(() => ({ results: [hit], took_ms: 3.5 }));
+  const answer = await new KenningServer(req).search({ query: "read json", k: 5, lang: "python" });
+  assert.deepEqual(req.sent[0].method, "workspace/executeCommand");
+  assert.deepEqual(req.sent[0].params, {
+    command: "kenning.search",
+    arguments: [{ query: "read json", k: 5, lang: "python" }],
+  });
+  assert.deepEqual(answer, { results: [hit], took_ms: 3.5 });
+});
+
+test("similar sends the target with k; templates send the target alone", async () => {
+  const req = new FakeRequester((p) =>
+    p.command === "kenning.similar" ? { results: [], took_ms: 1 } : { matches: [{ id: "t1", name: "T", language: "go", score: 0.5, description: "d" }] },
+  );
+  const server = new KenningServer(req);
+  const target = { uri: "file:///w/a.go", position: { line: 3, character: 1 } };
+  await server.similar(target, 7);
+  const matches = await server.matchTemplates(target);
+  assert.deepEqual(req.sent.map((s) => s.params), [
+    { command: "kenning.similar", arguments: [{ ...target, k: 7 }] },
+    { command: "kenning.matchTemplates", arguments: [target] },
+  ]);
+  assert.equal(matches.matches[0].id, "t1");
+});
+
+test("applyTemplate and status send the contract's arguments", async () => {
+  const req = new FakeRequester((p) =>
+    p.command === "kenning.status" ? { files: 3, chunks: 9, pending: 1, model: "m", device: "cpu", metrics: {} } : null,
+  );
+  const server = new KenningServer(req);
+  await server.applyTemplate("file:///w/a.py", { line: 1, character: 0 }, "python-http-client-retry");
+  const status = await server.status();
+  assert.deepEqual(req.sent[0].params, {
+    command: "kenning.applyTemplate",
+    arguments: [{ uri: "file:///w/a.py", position: { line: 1, character: 0 }, templateId: "python-http-client-retry" }],
+  });
+  assert.deepEqual(req.sent[1].params, { command: "kenning.status", arguments: [{}] });
+  assert.equal(status.pending, 1);
+});
+
+test("aborting the signal cancels the request's token", async () => {
+  const req = new FakeRequester(() => ({ results: [], took_ms: 0 }));
+  const controller = new AbortController();
+  const pending = new KenningServer(req).search({ query: "x" }, controller.signal);
+  const token = req.sent[0].token;
+  assert.ok(token !== undefined);
+  assert.equal(token.isCancellationRequested, false);
+  controller.abort();
+  assert.equal(token.isCancellationRequested, true);
+  await pending;
+});
+
+test("answers of the wrong shape fail with a clear message", async () => {
+  const bad = (answer: unknown) => new KenningServer(new FakeRequester(() => answer));
+  await assert.rejects(bad({ hits: [] }).search({ query: "x" }), (e: Error) => e instanceof ProtocolError && /expected \{results/.test(e.message));
+  await assert.rejects(bad({ results: [{ ...hit, range: { start: 1 } }] }).search({ query: "x" }), /expected an LSP range/);
+  await assert.rejects(bad({ files: "many" }).status(), /expected a number in "files"/);
+  await assert.rejects(bad(null).reindex(), /kenning.reindex: expected an object/);
+});
