@@ -340,7 +340,9 @@ class OnnxEmbedder:
         current: list[int] = []
         for k in order:
             width = max(lengths[k], 1)
-            if current and ((len(current) + 1) * width > self.token_budget or len(current) >= MAX_BATCH):
+            if current and (
+                (len(current) + 1) * width > self.token_budget or len(current) >= MAX_BATCH
+            ):
                 batches.append(current)
                 current = []
             current.append(k)
@@ -403,7 +405,11 @@ def _head_is_safe(enc: Encoding, cut: int) -> bool:
     """
     if not enc.overflowing:
         return False
-    ends = [end for (_, end), special in zip(enc.offsets, enc.special_tokens_mask, strict=True) if not special]
+    ends = [
+        end
+        for (_, end), special in zip(enc.offsets, enc.special_tokens_mask, strict=True)
+        if not special
+    ]
     return bool(ends) and ends[-1] <= cut - _CUT_MARGIN
 
 

