@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 #: Tokens (batch size x padded length) per ONNX run on CPU. Small batches keep
 #: the activations in cache; measured on a 2-core CPU, see bench/bench_embed.py.
-CPU_TOKEN_BUDGET = 2048
+CPU_TOKEN_BUDGET = 1024
 GPU_TOKEN_BUDGET = 32768
 MAX_BATCH = 64
 # A text longer than this many characters per kept token is cut before
