@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import xxhash
 
+from kenning.engine.embedder import EmbedStats
+
 
 class FakeEmbedder:
     """Deterministic bag-of-words vectors: texts sharing words are close.
@@ -26,6 +28,7 @@ class FakeEmbedder:
     def __init__(self) -> None:
         self.calls = 0
         self.texts_embedded = 0
+        self.stats = EmbedStats()
 
     def _vec(self, text: str) -> np.ndarray:
         v = np.zeros(self.dims, dtype=np.float32)
@@ -41,6 +44,7 @@ class FakeEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         self.calls += 1
         self.texts_embedded += len(texts)
+        self.stats.add(len(texts), sum(self.count_tokens(texts)), 0, 1, 1e-6 * len(texts))
         return (
             np.stack([self._vec(t) for t in texts])
             if texts

@@ -391,9 +391,8 @@ class Index:
         assert embedder is not None
         self.vectors.ensure_model(embedder.model_id, embedder.dims)
         total = self.vectors.pending_count()
+        before = embedder.stats.snapshot()
         done = 0
-        spent = 0.0
-        tokens = 0
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled
@@ -404,11 +403,7 @@ class Index:
             found = self.cache.get_many(embedder.model_id, digests)
             missing = {d: t for _, d, t in batch if d not in found}
             if missing:
-                texts = list(missing.values())
-                t0 = time.perf_counter()
-                vecs = embedder.embed_documents(texts)
-                spent += time.perf_counter() - t0
-                tokens += sum(embedder.count_tokens(texts))
+                vecs = embedder.embed_documents(list(missing.values()))
                 fresh = [(d, vecs[i].astype(np.float32).tobytes()) for i, d in enumerate(missing)]
                 self.cache.put_many(embedder.model_id, fresh)
                 found.update(fresh)
@@ -420,14 +415,18 @@ class Index:
             done += len(batch)
             if progress:
                 progress("embed", done, max(total, done))
+        after = embedder.stats.snapshot()
+        spent = float(after["seconds"]) - float(before["seconds"])
         if spent > 0:
+            tokens = int(after["tokens"]) - int(before["tokens"])
+            texts = int(after["texts"]) - int(before["texts"])
             self.store.set_meta(
                 "embed_rate",
                 json.dumps(
                     {
-                        "chunks_per_s": round(report.embedded / spent, 1),
+                        "chunks_per_s": round(texts / spent, 1),
                         "tokens_per_s": round(tokens / spent, 1),
-                        "chunks": report.embedded,
+                        "chunks": texts,
                         "tokens": tokens,
                         "seconds": round(spent, 3),
                     }
