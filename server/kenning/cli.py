@@ -97,6 +97,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="what the index holds and how it performs")
     _common(p)
+
+    p = sub.add_parser("templates", help="the template library")
+    tsub = p.add_subparsers(
+        dest="templates_command", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+    )
+    tp = tsub.add_parser("list", help="every template: built-in, user and workspace")
+    _common(tp)
+    tp.add_argument("--lang", help="only templates for this language")
+    tp = tsub.add_parser("match", help="the templates that fit the code at FILE:LINE")
+    _common(tp)
+    tp.add_argument("location", metavar="FILE:LINE")
+    tp.add_argument("-k", type=int, default=5, help="number of matches (default 5)")
+    tp.add_argument("--no-refresh", action="store_true", help="use the index as it is")
+
+    p = sub.add_parser("patterns", help="clusters of near-duplicate code, largest first")
+    _common(p)
+    p.add_argument(
+        "--threshold", type=float, help="similarity to count as a duplicate (default 0.85)"
+    )
+    p.add_argument("--min-size", type=int, default=2, help="smallest cluster to report (default 2)")
+    p.add_argument("--limit", type=int, help="report at most this many clusters")
+    p.add_argument(
+        "--save-template",
+        metavar="CLUSTER",
+        help="write that cluster's canonical example to .kenning/templates/",
+    )
+    p.add_argument("--no-refresh", action="store_true", help="use the index as it is")
+
+    p = sub.add_parser("models", help="the embedding model registry")
+    msub = p.add_subparsers(
+        dest="models_command", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+    )
+    mp = msub.add_parser("list", help="known models and whether each is here")
+    mp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    mp.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    mp.add_argument("-q", "--quiet", action="store_true", help="no info logs")
+    mp = msub.add_parser("pull", help="download a model from the Hugging Face Hub")
+    mp.add_argument("model_id", metavar="ID")
+    mp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    mp.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    mp.add_argument("-q", "--quiet", action="store_true", help="no progress or info logs")
     return parser
 
 
@@ -134,7 +175,10 @@ def _embedder_factory(settings: Settings) -> Callable[[], Any]:
     def load() -> Any:
         from kenning.engine.models import load_embedder
 
-        return load_embedder(settings.model, settings.device)
+        # No editor to leave a core for: a terminal run uses them all, unless
+        # KENNING_THREADS says otherwise.
+        threads = None if os.environ.get("KENNING_THREADS") else os.cpu_count()
+        return load_embedder(settings.model, settings.device, threads)
 
     return load
 
@@ -352,11 +396,151 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_templates(args: argparse.Namespace) -> int:
+    if args.templates_command == "list":
+        return _templates_list(args)
+    if args.k < 1:
+        raise UsageError("-k must be at least 1")
+    with _indexes(args) as indexes:
+        index = indexes[0]
+        rel, line = index.resolve_location(args.location)
+        if not args.no_refresh:
+            _refresh(indexes, args)
+        matches = index.match_templates(rel, line, args.k)
+        problems = index.templates.problems
+    for problem in problems:
+        log.warning("%s", problem)
+    if args.json:
+        _out({"matches": [_match_json(m) for m in matches]})
+        return 0
+    if not matches:
+        print("no template fits")
+    for m in matches:
+        print(f"{m.score:.3f}  {m.template.id}  {m.template.name}")
+        print(f"       {m.why}")
+    return 0
+
+
+def _match_json(match: Any) -> dict[str, Any]:
+    t = match.template
+    return {
+        "id": t.id,
+        "name": t.name,
+        "languages": list(t.languages),
+        "score": round(match.score, 4),
+        "why": match.why,
+        "description": t.description,
+        "source": t.source,
+    }
+
+
+def _templates_list(args: argparse.Namespace) -> int:
+    from kenning.engine.templates import TemplateLibrary, normalize_language
+
+    root = _roots(args)[0].resolve()
+    library = TemplateLibrary(root if root.is_dir() else None)
+    templates = library.templates()
+    if args.lang:
+        lang = normalize_language(args.lang)
+        templates = [t for t in templates if lang in t.languages]
+    for problem in library.problems:
+        log.warning("%s", problem)
+    if args.json:
+        _out(
+            {
+                "templates": [
+                    {
+                        "id": t.id,
+                        "name": t.name,
+                        "languages": list(t.languages),
+                        "description": t.description,
+                        "source": t.source,
+                    }
+                    for t in templates
+                ]
+            }
+        )
+        return 0
+    for t in templates:
+        print(f"{t.id:<36} {', '.join(t.languages):<22} {t.name} [{t.source}]")
+    return 0
+
+
+def cmd_patterns(args: argparse.Namespace) -> int:
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        raise UsageError("--threshold must be in (0, 1]")
+    if args.min_size < 2:
+        raise UsageError("--min-size must be at least 2")
+    with _indexes(args) as indexes:
+        index = indexes[0]
+        if not args.no_refresh:
+            _refresh(indexes, args)
+        report = index.patterns(args.threshold, args.min_size, args.limit)
+        saved = (
+            index.save_pattern_template(report, args.save_template) if args.save_template else None
+        )
+    if saved is not None:
+        log.info("saved %s as a workspace template: %s", args.save_template, saved)
+    if args.json:
+        out = report.to_json()
+        if saved is not None:
+            out["saved"] = str(saved)
+        _out(out)
+        return 0
+    if not report.clusters:
+        print(f"no near-duplicates among {report.chunks_compared} chunks")
+    for c in report.clusters:
+        canon = c["canonical"]
+        print(
+            f"{c['id']}: {c['size']} chunks ({', '.join(c['languages'])}); canonical "
+            f"{canon['path']}:{canon['start_line']}-{canon['end_line']} {canon['symbol'] or ''}"
+        )
+        for m in c["members"][:10]:
+            print(
+                f"    {m['similarity']:.2f}  {m['path']}:{m['start_line']}-{m['end_line']} "
+                f"{m['symbol'] or ''}"
+            )
+        if len(c["members"]) > 10:
+            print(f"    ... and {len(c['members']) - 10} more")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from kenning.engine import models
+
+    if args.models_command == "list":
+        cards = models.list_cards()
+        rows = [dict(card.to_json(), available=models.is_available(card.id)) for card in cards]
+        if args.json:
+            _out({"models": rows})
+            return 0
+        for row in rows:
+            mark = "here" if row["available"] else "pull"
+            default = " (default)" if row.get("default") else ""
+            print(f"{row['id']:<36} {row['dims']:>4} dims  {row['suits']:<5} {mark}{default}")
+        return 0
+    resolved = models.pull(args.model_id, None)
+    if args.json:
+        _out(
+            {
+                "id": resolved.card.id,
+                "model": str(resolved.model_path),
+                "tokenizer": str(resolved.tokenizer_path),
+            }
+        )
+    else:
+        print(f"{resolved.card.id}: ready at {resolved.model_path.parent}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "index": cmd_index,
     "search": cmd_search,
     "similar": cmd_similar,
     "status": cmd_status,
+    "templates": cmd_templates,
+    "patterns": cmd_patterns,
+    "models": cmd_models,
 }
 
 

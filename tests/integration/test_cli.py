@@ -173,3 +173,86 @@ def test_every_command_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for name in COMMANDS:
         assert f"kenning {name}" in readme, f"`kenning {name}` is missing from README.md"
+
+
+FETCH = """
+def fetch_profile(session, user_id, retries=3):
+    url = f"https://api.example.com/users/{user_id}"
+    for attempt in range(retries):
+        response = session.get(url, timeout=5)
+        if response.status_code == 200:
+            return response.json()
+        time.sleep(2 ** attempt)
+    raise RuntimeError(f"could not fetch {url}")
+"""
+
+FETCH_COPY = """
+def load_account(client, account_id, attempts=3):
+    endpoint = f"https://billing.example.com/accounts/{account_id}"
+    for n in range(attempts):
+        reply = client.get(endpoint, timeout=10)
+        if reply.status_code == 200:
+            return reply.json()
+        time.sleep(2 ** n)
+    raise RuntimeError(f"could not fetch {endpoint}")
+"""
+
+UNRELATED = """
+def summarise_scores(scores, cutoff=0.5):
+    kept = [s for s in scores if s >= cutoff]
+    if not kept:
+        return {"count": 0, "mean": None, "best": None, "worst": None}
+    total = sum(kept)
+    ordered = sorted(kept)
+    return {"count": len(kept), "mean": total / len(kept), "best": ordered[-1], "worst": ordered[0]}
+"""
+
+
+@pytest.mark.model
+def test_patterns_finds_a_renamed_copy_and_saves_it_as_a_template(tmp_path: Path) -> None:
+    ws = write_tree(
+        tmp_path / "dups",
+        {
+            "a/profile.py": "import time\n" + FETCH,
+            "b/billing.py": "import time\n" + FETCH_COPY,
+            "c/stats.py": UNRELATED,
+        },
+    )
+    out = run("patterns", "--json", "--path", str(ws))
+    assert out.returncode == 0, out.stderr
+    clusters = json.loads(out.stdout)["clusters"]
+    assert len(clusters) == 1
+    paths = {clusters[0]["canonical"]["path"]} | {m["path"] for m in clusters[0]["members"]}
+    assert paths == {"a/profile.py", "b/billing.py"}
+    assert clusters[0]["size"] == 2 and clusters[0]["languages"] == ["python"]
+
+    saved = run("patterns", "--json", "--save-template", "c1", "--path", str(ws))
+    assert saved.returncode == 0, saved.stderr
+    listed = json.loads(run("templates", "list", "--json", "--path", str(ws)).stdout)["templates"]
+    mine = [t for t in listed if t["source"] == "workspace"]
+    assert len(mine) == 1 and mine[0]["languages"] == ["python"]
+    bad = run("patterns", "--save-template", "c9", "--path", str(ws))
+    assert bad.returncode == 1 and "no cluster 'c9'" in bad.stderr
+
+
+def test_templates_list_json() -> None:
+    data = json.loads(run("templates", "list", "--json").stdout)["templates"]
+    assert len(data) >= 30
+    assert len({lang for t in data for lang in t["languages"]}) >= 6
+    assert set(data[0]) >= {"id", "name", "languages", "description", "source"}
+
+
+@pytest.mark.model
+def test_templates_match_json(tmp_path: Path) -> None:
+    ws = write_tree(tmp_path / "t", {"client.py": "import time\n" + FETCH})
+    out = run("templates", "match", "client.py:3", "--json", "--path", str(ws))
+    assert out.returncode == 0, out.stderr
+    matches = json.loads(out.stdout)["matches"]
+    assert matches and set(matches[0]) >= {"id", "name", "languages", "score", "why"}
+    assert "retr" in matches[0]["id"] or "http" in matches[0]["id"]
+
+
+def test_models_list_json() -> None:
+    data = json.loads(run("models", "list", "--json").stdout)["models"]
+    default = [m for m in data if m["id"] == "all-minilm-l6-v2-int8"]
+    assert default and default[0]["available"] is True

@@ -356,9 +356,9 @@ def test_renamed_copy_is_similar_and_unrelated_code_is_not(language: str) -> Non
 
 def test_similarity_blends_structure_with_embedding() -> None:
     assert similarity(0.8) == 0.8
-    assert similarity(0.8, 1.0) == pytest.approx(0.9)
-    assert similarity(1.0, 0.0) == pytest.approx(0.5)
-    assert similarity(1.0, -0.5) == pytest.approx(0.5)  # opposite vectors count as unrelated
+    assert similarity(0.8, 1.0) == pytest.approx(0.85)
+    assert similarity(1.0, 0.0) == pytest.approx(0.75)
+    assert similarity(1.0, -0.5) == pytest.approx(0.75)  # opposite vectors count as unrelated
 
 
 # --------------------------------------------------------------------------- index

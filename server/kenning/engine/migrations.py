@@ -68,6 +68,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        """
+        -- MinHash signatures for near-duplicate detection, computed on demand
+        -- (kenning patterns, duplicate hints). NULL sig: too small to compare.
+        CREATE TABLE signatures(
+            chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+            sig BLOB
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -30,7 +30,9 @@ from kenning.engine import chunking
 from kenning.engine.embedder import Embedder
 from kenning.engine.scan import FileEntry, Scanner, compile_globs, content_skip_reason
 from kenning.engine.search import Searcher, SearchResult, to_hit
+from kenning.engine.patterns import PatternReport, find_patterns, save_template
 from kenning.engine.store import ChunkRow, FileRow, Store
+from kenning.engine.templates import TemplateLibrary, TemplateMatch
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.errors import (
     IndexCorruptError,
@@ -150,6 +152,7 @@ class Index:
         self._buffers: dict[str, str] = {}
         self._latencies: deque[float] = deque(self._load_latencies(), maxlen=LATENCY_WINDOW)
         self._last_skipped: dict[str, int] = {}
+        self._templates: TemplateLibrary | None = None
 
     # -- embedder -----------------------------------------------------------
 
@@ -514,6 +517,40 @@ class Index:
     def _complete(self) -> float:
         counts = self.store.counts()
         return counts["embedded"] / counts["chunks"] if counts["chunks"] else 1.0
+
+    # -- templates and patterns ---------------------------------------------
+
+    @property
+    def templates(self) -> TemplateLibrary:
+        """The template library for this workspace (built-in, user, ``.kenning/templates``)."""
+        if self._templates is None:
+            self._templates = TemplateLibrary(self.root, embedder=self.embedder)
+        return self._templates
+
+    def match_templates(
+        self, path: str | Path, line: int, k: int = 5, end_line: int | None = None
+    ) -> list[TemplateMatch]:
+        """Templates that fit the chunk at ``line`` (or the selected lines)."""
+        row = self.chunk_at(path, line)
+        if end_line is not None and end_line > line:
+            text = "\n".join(self._file_lines(row.path)[line - 1 : end_line])
+            return self.templates.match(text, row.language, k)
+        vector = self.vectors.vector_of(row.id) if self.embedder is not None else None
+        if vector is not None and self.vectors.model_id == self.embedder.model_id:  # type: ignore[union-attr]
+            return self.templates.match_vector(vector, row.text, row.language, k)
+        return self.templates.match(row.text, row.language, k)
+
+    def patterns(
+        self, threshold: float | None = None, min_size: int = 2, limit: int | None = None
+    ) -> PatternReport:
+        """Clusters of near-duplicate code, largest first, each with its canonical example."""
+        if threshold is None:
+            threshold = self.settings.duplicates.threshold
+        with self._refresh_lock:
+            return find_patterns(self.store, self.vectors, threshold, min_size, limit)
+
+    def save_pattern_template(self, report: PatternReport, cluster_id: str) -> Path:
+        return save_template(self.root, self.store, report, cluster_id)
 
     # -- status -------------------------------------------------------------
 
