@@ -159,7 +159,7 @@ def run_size(n: int, dims: int, queries: int, with_vec0: bool) -> dict[str, obje
         load_ms = (time.perf_counter() - t) * 1000
         lat: dict[str, list[float]] = {"lexical": [], "vector": [], "hybrid": []}
         recalls = []
-        for q in range(queries):
+        for _ in range(queries):
             qv = matrix[rng.integers(0, n)] + 0.3 * rng.standard_normal(dims).astype(np.float32)
             qv /= np.linalg.norm(qv)
             text = " ".join(rng.choice(vocab[:2000], 3, p=freq[:2000] / freq[:2000].sum()))
