@@ -212,7 +212,7 @@ def save_template(root: Path, store: Store, report: PatternReport, cluster_id: s
         "description": f"Canonical example of {cluster['size']} near-duplicates "
         f"(from {canon['path']}:{canon['start_line']})",
         "keywords": words,
-        "body": _snippet_escape(row.text).splitlines() + ["$0"],
+        "body": [*_snippet_escape(row.text).splitlines(), "$0"],
         "examples": examples,
     }
     dest = root / ".kenning" / "templates" / f"{slug}.json"

@@ -18,6 +18,7 @@ so they run when a file is read; see :func:`content_skip_reason`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections import Counter
@@ -402,10 +403,9 @@ class Scanner:
         lines = _read_patterns(self.root / ".git" / "info" / "exclude")
         specs: list[tuple[str, pathspec.PathSpec]] = []
         if lines:
-            try:
+            # A broken line in someone's exclude file must not stop indexing.
+            with contextlib.suppress(Exception):
                 specs.append(("", pathspec.GitIgnoreSpec.from_lines(lines)))
-            except Exception:
-                pass
         return _IgnoreStack(specs).child("", self.root)
 
     def path_skip_reason(

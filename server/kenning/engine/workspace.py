@@ -28,9 +28,9 @@ import xxhash
 from kenning.config import Settings, kenning_home
 from kenning.engine import chunking
 from kenning.engine.embedder import Embedder
+from kenning.engine.patterns import PatternReport, find_patterns, save_template
 from kenning.engine.scan import FileEntry, Scanner, compile_globs, content_skip_reason
 from kenning.engine.search import Searcher, SearchResult, to_hit
-from kenning.engine.patterns import PatternReport, find_patterns, save_template
 from kenning.engine.store import ChunkRow, FileRow, Store
 from kenning.engine.templates import TemplateLibrary, TemplateMatch
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
