@@ -22,7 +22,9 @@ from kenning.engine.types import Chunk
 
 # One small, realistic file per language, written for these tests.
 SAMPLES: dict[str, tuple[str, str]] = {
-    "python": ("pkg/store.py", '''\
+    "python": (
+        "pkg/store.py",
+        '''\
 """A tiny key-value store."""
 
 import json
@@ -62,8 +64,11 @@ class Store:
 
 if __name__ == "__main__":
     print(Store(DEFAULT_PATH).size)
-'''),
-    "javascript": ("web/cart.js", '''\
+''',
+    ),
+    "javascript": (
+        "web/cart.js",
+        """\
 import { formatPrice } from "./money.js";
 
 const TAX_RATE = 0.2;
@@ -96,8 +101,11 @@ class Cart {
 }
 
 export default Cart;
-'''),
-    "typescript": ("src/queue.ts", '''\
+""",
+    ),
+    "typescript": (
+        "src/queue.ts",
+        """\
 import { EventEmitter } from "events";
 
 export interface Job {
@@ -140,8 +148,11 @@ export class JobQueue extends EventEmitter {
 export function makeJob(id: string): Job {
   return { id, attempts: 0 };
 }
-'''),
-    "tsx": ("ui/Counter.tsx", '''\
+""",
+    ),
+    "tsx": (
+        "ui/Counter.tsx",
+        """\
 import React, { useState } from "react";
 
 type Props = { start: number; label: string };
@@ -157,8 +168,11 @@ export function Counter({ start, label }: Props) {
 }
 
 export const Badge = ({ text }: { text: string }) => <span className="badge">{text}</span>;
-'''),
-    "go": ("server/cache.go", '''\
+""",
+    ),
+    "go": (
+        "server/cache.go",
+        """\
 package server
 
 import (
@@ -201,8 +215,11 @@ func (c *Cache) Set(key, value string) {
 	c.items[key] = entry{value, time.Now().Add(DefaultTTL)}
 	c.mu.Unlock()
 }
-'''),
-    "rust": ("src/ring.rs", '''\
+""",
+    ),
+    "rust": (
+        "src/ring.rs",
+        """\
 use std::fmt;
 
 /// A fixed-capacity ring buffer.
@@ -245,8 +262,11 @@ mod tests {
         assert_eq!(super::capacity_for(3), 4);
     }
 }
-'''),
-    "java": ("src/main/java/app/Accounts.java", '''\
+""",
+    ),
+    "java": (
+        "src/main/java/app/Accounts.java",
+        """\
 package app;
 
 import java.util.HashMap;
@@ -277,8 +297,11 @@ public class Accounts {
         void changed(String id);
     }
 }
-'''),
-    "c": ("lib/vec.c", '''\
+""",
+    ),
+    "c": (
+        "lib/vec.c",
+        """\
 #include <stdlib.h>
 #include "vec.h"
 
@@ -309,8 +332,11 @@ int vec_push(IntVec *v, int x) {
     v->data[v->len++] = x;
     return 0;
 }
-'''),
-    "cpp": ("src/matrix.cpp", '''\
+""",
+    ),
+    "cpp": (
+        "src/matrix.cpp",
+        """\
 #include <vector>
 #include <stdexcept>
 
@@ -344,8 +370,11 @@ T clamp(T v, T lo, T hi) {
 }
 
 }  // namespace linalg
-'''),
-    "csharp": ("Billing/Invoice.cs", '''\
+""",
+    ),
+    "csharp": (
+        "Billing/Invoice.cs",
+        """\
 using System;
 using System.Collections.Generic;
 
@@ -380,8 +409,11 @@ namespace Billing
 
     public enum Status { Open, Paid }
 }
-'''),
-    "ruby": ("lib/greeter.rb", '''\
+""",
+    ),
+    "ruby": (
+        "lib/greeter.rb",
+        """\
 require "json"
 
 # Greets people in several languages.
@@ -411,8 +443,11 @@ module Util
 end
 
 puts Greeter.new.greet("Ada")
-'''),
-    "php": ("src/Router.php", '''\
+""",
+    ),
+    "php": (
+        "src/Router.php",
+        """\
 <?php
 
 namespace App;
@@ -442,8 +477,11 @@ function route_name(string $path): string
 {
     return trim($path, "/");
 }
-'''),
-    "kotlin": ("app/src/Inventory.kt", '''\
+""",
+    ),
+    "kotlin": (
+        "app/src/Inventory.kt",
+        """\
 package shop
 
 import java.time.Instant
@@ -469,8 +507,11 @@ object Clock {
 fun lowStock(inv: Inventory, limit: Int): Boolean {
     return inv.size < limit
 }
-'''),
-    "swift": ("Sources/Temperature.swift", '''\
+""",
+    ),
+    "swift": (
+        "Sources/Temperature.swift",
+        """\
 import Foundation
 
 /// A temperature in degrees Celsius.
@@ -505,8 +546,11 @@ class Thermostat {
 func average(_ ts: [Temperature]) -> Double {
     return ts.map { $0.celsius }.reduce(0, +) / Double(ts.count)
 }
-'''),
-    "scala": ("src/main/scala/Stats.scala", '''\
+""",
+    ),
+    "scala": (
+        "src/main/scala/Stats.scala",
+        """\
 package stats
 
 import scala.math.sqrt
@@ -534,8 +578,11 @@ object Stats {
 trait Summary {
   def describe(): String
 }
-'''),
-    "elixir": ("lib/counter.ex", '''\
+""",
+    ),
+    "elixir": (
+        "lib/counter.ex",
+        '''\
 defmodule Shop.Counter do
   @moduledoc """
   A counter process.
@@ -556,8 +603,11 @@ defmodule Shop.Counter do
 
   defp clamp(n) when n < 0, do: 0
 end
-'''),
-    "lua": ("plugin/notes.lua", '''\
+''',
+    ),
+    "lua": (
+        "plugin/notes.lua",
+        """\
 local M = {}
 
 local defaults = { dir = "~/notes", ext = ".md" }
@@ -577,8 +627,11 @@ function M:open(title)
 end
 
 return M
-'''),
-    "bash": ("scripts/deploy.sh", '''\
+""",
+    ),
+    "bash": (
+        "scripts/deploy.sh",
+        """\
 #!/usr/bin/env bash
 set -euo pipefail
 
@@ -597,8 +650,11 @@ function build {
 build
 log "deploying to $TARGET"
 rsync -a dist/ "deploy@$TARGET:/srv/app/"
-'''),
-    "markdown": ("docs/guide.md", '''\
+""",
+    ),
+    "markdown": (
+        "docs/guide.md",
+        """\
 Intro text before any heading.
 
 # Getting started
@@ -618,53 +674,135 @@ Usage
 -----
 
 Run `tool --help`.
-'''),
+""",
+    ),
 }
 
 # (kind, symbol) pairs each sample must produce.
 EXPECTED: dict[str, set[tuple[str, str | None]]] = {
-    "python": {("function", "load"), ("class", "Store"), ("method", "Store.__init__"),
-               ("method", "Store.size"), ("method", "Store.flush"), ("block", None)},
-    "javascript": {("function", "cartTotal"), ("function", "describeCart"), ("class", "Cart"),
-                   ("method", "Cart.constructor"), ("method", "Cart.add"),
-                   ("method", "Cart.count")},
-    "typescript": {("interface", "Job"), ("type", "Handler"), ("type", "State"),
-                   ("class", "JobQueue"), ("method", "JobQueue.push"),
-                   ("method", "JobQueue.drain"), ("function", "makeJob")},
+    "python": {
+        ("function", "load"),
+        ("class", "Store"),
+        ("method", "Store.__init__"),
+        ("method", "Store.size"),
+        ("method", "Store.flush"),
+        ("block", None),
+    },
+    "javascript": {
+        ("function", "cartTotal"),
+        ("function", "describeCart"),
+        ("class", "Cart"),
+        ("method", "Cart.constructor"),
+        ("method", "Cart.add"),
+        ("method", "Cart.count"),
+    },
+    "typescript": {
+        ("interface", "Job"),
+        ("type", "Handler"),
+        ("type", "State"),
+        ("class", "JobQueue"),
+        ("method", "JobQueue.push"),
+        ("method", "JobQueue.drain"),
+        ("function", "makeJob"),
+    },
     "tsx": {("type", "Props"), ("function", "Counter"), ("function", "Badge")},
-    "go": {("type", "Cache"), ("type", "entry"), ("function", "NewCache"),
-           ("method", "Cache.Get"), ("method", "Cache.Set")},
-    "rust": {("type", "Ring"), ("interface", "Drain"), ("impl", "Ring"), ("method", "Ring.new"),
-             ("method", "Ring.push"), ("method", "Ring.fmt"), ("function", "capacity_for"),
-             ("module", "tests"), ("function", "tests.wraps")},
-    "java": {("class", "Accounts"), ("method", "Accounts.Accounts"),
-             ("method", "Accounts.toString"), ("method", "Accounts.deposit"),
-             ("interface", "Accounts.Listener")},
+    "go": {
+        ("type", "Cache"),
+        ("type", "entry"),
+        ("function", "NewCache"),
+        ("method", "Cache.Get"),
+        ("method", "Cache.Set"),
+    },
+    "rust": {
+        ("type", "Ring"),
+        ("interface", "Drain"),
+        ("impl", "Ring"),
+        ("method", "Ring.new"),
+        ("method", "Ring.push"),
+        ("method", "Ring.fmt"),
+        ("function", "capacity_for"),
+        ("module", "tests"),
+        ("function", "tests.wraps"),
+    },
+    "java": {
+        ("class", "Accounts"),
+        ("method", "Accounts.Accounts"),
+        ("method", "Accounts.toString"),
+        ("method", "Accounts.deposit"),
+        ("interface", "Accounts.Listener"),
+    },
     "c": {("type", "IntVec"), ("type", "pair"), ("function", "grow"), ("function", "vec_push")},
-    "cpp": {("module", "linalg"), ("class", "Matrix"), ("method", "Matrix.at"),
-            ("method", "Matrix.multiply"), ("function", "clamp")},
-    "csharp": {("module", "Billing"), ("class", "Invoice"), ("method", "Invoice.Invoice"),
-               ("method", "Invoice.Sum"), ("method", "Invoice.Total"),
-               ("interface", "IPayable"), ("type", "Status")},
-    "ruby": {("class", "Greeter"), ("method", "Greeter.initialize"), ("method", "Greeter.greet"),
-             ("method", "Greeter.languages"), ("module", "Util"), ("function", "Util.slug")},
-    "php": {("class", "Router"), ("method", "Router.add"), ("method", "Router.dispatch"),
-            ("function", "route_name")},
-    "kotlin": {("class", "Item"), ("class", "Inventory"), ("method", "Inventory.add"),
-               ("method", "Inventory.remove"), ("class", "Clock"), ("method", "Clock.now"),
-               ("function", "lowStock")},
-    "swift": {("type", "Temperature"), ("method", "Temperature.isFreezing"),
-              ("interface", "Sensor"), ("class", "Thermostat"), ("method", "Thermostat.init"),
-              ("method", "Thermostat.shouldHeat"), ("function", "average")},
-    "scala": {("class", "Running"), ("method", "Running.add"), ("method", "Running.count"),
-              ("class", "Stats"), ("method", "Stats.stddev"), ("interface", "Summary")},
-    "elixir": {("module", "Shop.Counter"), ("function", "Shop.Counter.start_link"),
-               ("function", "Shop.Counter.increment"), ("function", "Shop.Counter.handle_cast"),
-               ("function", "Shop.Counter.clamp")},
+    "cpp": {
+        ("module", "linalg"),
+        ("class", "Matrix"),
+        ("method", "Matrix.at"),
+        ("method", "Matrix.multiply"),
+        ("function", "clamp"),
+    },
+    "csharp": {
+        ("module", "Billing"),
+        ("class", "Invoice"),
+        ("method", "Invoice.Invoice"),
+        ("method", "Invoice.Sum"),
+        ("method", "Invoice.Total"),
+        ("interface", "IPayable"),
+        ("type", "Status"),
+    },
+    "ruby": {
+        ("class", "Greeter"),
+        ("method", "Greeter.initialize"),
+        ("method", "Greeter.greet"),
+        ("method", "Greeter.languages"),
+        ("module", "Util"),
+        ("function", "Util.slug"),
+    },
+    "php": {
+        ("class", "Router"),
+        ("method", "Router.add"),
+        ("method", "Router.dispatch"),
+        ("function", "route_name"),
+    },
+    "kotlin": {
+        ("class", "Item"),
+        ("class", "Inventory"),
+        ("method", "Inventory.add"),
+        ("method", "Inventory.remove"),
+        ("class", "Clock"),
+        ("method", "Clock.now"),
+        ("function", "lowStock"),
+    },
+    "swift": {
+        ("type", "Temperature"),
+        ("method", "Temperature.isFreezing"),
+        ("interface", "Sensor"),
+        ("class", "Thermostat"),
+        ("method", "Thermostat.init"),
+        ("method", "Thermostat.shouldHeat"),
+        ("function", "average"),
+    },
+    "scala": {
+        ("class", "Running"),
+        ("method", "Running.add"),
+        ("method", "Running.count"),
+        ("class", "Stats"),
+        ("method", "Stats.stddev"),
+        ("interface", "Summary"),
+    },
+    "elixir": {
+        ("module", "Shop.Counter"),
+        ("function", "Shop.Counter.start_link"),
+        ("function", "Shop.Counter.increment"),
+        ("function", "Shop.Counter.handle_cast"),
+        ("function", "Shop.Counter.clamp"),
+    },
     "lua": {("function", "M.setup"), ("function", "slug"), ("method", "M.open")},
     "bash": {("function", "log"), ("function", "build"), ("block", None)},
-    "markdown": {("section", None), ("section", "Getting started"),
-                 ("section", "Configuration"), ("section", "Usage")},
+    "markdown": {
+        ("section", None),
+        ("section", "Getting started"),
+        ("section", "Configuration"),
+        ("section", "Usage"),
+    },
 }
 
 
@@ -686,7 +824,7 @@ def check_invariants(text: str, chunks: list[Chunk]) -> None:
         assert c.start_line >= previous_start, "chunks out of order"
         previous_start = c.start_line
         assert c.digest == digest_text(c.text)
-        body = "\n".join(lines[c.start_line - 1:c.end_line])
+        body = "\n".join(lines[c.start_line - 1 : c.end_line])
         assert c.text == body or c.text.endswith("\n" + body), c
         assert c.text.strip(), "blank chunk"
         assert lines[c.start_line - 1].strip() and lines[c.end_line - 1].strip(), "blank edge"
@@ -721,7 +859,7 @@ def test_sample_symbols_and_invariants(language: str) -> None:
     lines = lines_of(text)
     seen: set[tuple[str, str | None]] = set()
     for c in chunks:
-        own = "\n".join(lines[c.start_line - 1:c.end_line])
+        own = "\n".join(lines[c.start_line - 1 : c.end_line])
         if (c.kind, c.symbol) in seen and c.symbol is not None:
             assert c.text == own or c.text.endswith("\n" + own)
         else:
@@ -738,7 +876,8 @@ def test_crlf_and_tabs_keep_structure(language: str) -> None:
     crlf_text = text.replace("\n", "\r\n")
     crlf = chunk_text(path, crlf_text)
     assert [(c.start_line, c.end_line, c.kind, c.symbol, c.digest) for c in crlf] == [
-        (c.start_line, c.end_line, c.kind, c.symbol, c.digest) for c in plain]
+        (c.start_line, c.end_line, c.kind, c.symbol, c.digest) for c in plain
+    ]
     check_invariants(crlf_text, crlf)
 
 
@@ -795,7 +934,11 @@ def test_markdown_split_by_headings() -> None:
     path, text = SAMPLES["markdown"]
     chunks = chunk_text(path, text)
     assert [(c.symbol, c.start_line) for c in chunks] == [
-        (None, 1), ("Getting started", 3), ("Configuration", 7), ("Usage", 16)]
+        (None, 1),
+        ("Getting started", 3),
+        ("Configuration", 7),
+        ("Usage", 16),
+    ]
     # The `#` line inside the fenced block is code, not a heading.
     assert "# not a heading" in by_symbol(chunks, "Configuration").text
     assert {c.kind for c in chunks} == {"section"}
@@ -874,12 +1017,12 @@ def test_oversized_function_is_split_with_its_signature() -> None:
     assert parts[0].text.startswith("def accumulate(values, factor=2):")
     lines = lines_of(text)
     for part in parts[1:]:
-        own = "\n".join(lines[part.start_line - 1:part.end_line])
+        own = "\n".join(lines[part.start_line - 1 : part.end_line])
         assert part.text == "def accumulate(values, factor=2):\n" + own
         assert not own.startswith("def ")
     for part in parts:
         assert part.end_line - part.start_line + 1 <= MAX_UNIT_LINES
-        assert len("\n".join(lines[part.start_line - 1:part.end_line])) <= MAX_UNIT_CHARS
+        assert len("\n".join(lines[part.start_line - 1 : part.end_line])) <= MAX_UNIT_CHARS
     # Parts tile the function: no gaps, no overlaps, and they end with the function.
     for a, b in itertools.pairwise(parts):
         assert b.start_line == a.end_line + 1
@@ -888,14 +1031,15 @@ def test_oversized_function_is_split_with_its_signature() -> None:
 
 def test_oversized_method_in_brace_language_keeps_the_closer_inside() -> None:
     stmts = "\n".join(f"        sum += weights[{i}] * inputs[{i}];" for i in range(120))
-    text = ("public class Net {\n    int bias = 1;\n\n    int forward(int[] inputs, int[] weights) {\n"
-            f"        int sum = bias;\n{stmts}\n        return sum;\n    }}\n}}\n")
+    text = (
+        "public class Net {\n    int bias = 1;\n\n    int forward(int[] inputs, int[] weights) {\n"
+        f"        int sum = bias;\n{stmts}\n        return sum;\n    }}\n}}\n"
+    )
     chunks = chunk_text("Net.java", text)
     check_invariants(text, chunks)
     parts = [c for c in chunks if c.symbol == "Net.forward"]
     assert len(parts) >= 2 and {c.kind for c in parts} == {"method"}
-    assert all(p.text.startswith("    int forward(int[] inputs, int[] weights) {\n")
-               for p in parts)
+    assert all(p.text.startswith("    int forward(int[] inputs, int[] weights) {\n") for p in parts)
     assert parts[-1].end_line == len(lines_of(text))  # the class's `}` joins the last part
 
 
@@ -939,8 +1083,12 @@ def test_digest_text_normalises_whitespace_only() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("", []), ("\n\n   \n\t\n", []), ("x = 1", [(1, 1, "block")]),
-     ("# just a comment\n# and another\n", [(1, 2, "block")])],
+    [
+        ("", []),
+        ("\n\n   \n\t\n", []),
+        ("x = 1", [(1, 1, "block")]),
+        ("# just a comment\n# and another\n", [(1, 2, "block")]),
+    ],
 )
 def test_degenerate_files(text: str, expected: list[tuple[int, int, str]]) -> None:
     chunks = chunk_text("m.py", text)
@@ -959,7 +1107,8 @@ def test_unicode_identifiers() -> None:
     chunks = chunk_text("uni.py", text)
     check_invariants(text, chunks)
     assert {("function", "grüße"), ("method", "Ĉambro.ŝlosi")} <= {
-        (c.kind, c.symbol) for c in chunks}
+        (c.kind, c.symbol) for c in chunks
+    }
 
 
 def test_deeply_nested_code() -> None:
@@ -986,7 +1135,7 @@ def test_nested_classes_and_namespaces() -> None:
 def test_c_header_guards_do_not_hide_functions() -> None:
     text = (
         "#ifndef UTIL_H\n#define UTIL_H\n\nstatic inline int twice(int x) {\n  return 2 * x;\n}\n"
-        "\n#ifdef __cplusplus\nextern \"C\" {\n#endif\nint thrice(int x) {\n  return 3 * x;\n}\n"
+        '\n#ifdef __cplusplus\nextern "C" {\n#endif\nint thrice(int x) {\n  return 3 * x;\n}\n'
         "#ifdef __cplusplus\n}\n#endif\n#endif\n"
     )
     chunks = chunk_text("util.h", text)

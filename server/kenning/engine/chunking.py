@@ -40,7 +40,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
-from itertools import accumulate
+from itertools import accumulate, repeat
 from typing import Any
 
 import xxhash
@@ -104,7 +104,7 @@ _local = threading.local()
 def digest_text(text: str) -> str:
     """xxh3-128 hex digest of ``text`` with line endings, trailing whitespace and
     blank lines normalised away, so whitespace-only edits keep the digest."""
-    norm = "\n".join(s for s in (line.rstrip() for line in text.splitlines()) if s)
+    norm = "\n".join(filter(None, map(str.rstrip, text.splitlines())))
     return xxhash.xxh3_128_hexdigest(norm.encode("utf-8", "surrogatepass"))
 
 
@@ -121,47 +121,52 @@ def _parser(grammar: str) -> Any:
     return parser
 
 
-def _split_lines(text: str) -> list[str]:
+def _split_lines(text: str) -> tuple[str, list[str]]:
+    """The text with every line ending made ``\n``, and its lines."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return lines
+    return text, lines
 
 
 def chunk_text(path: str, text: str, language: str | None = None) -> list[Chunk]:
     """Chunks of one file. ``path`` is stored as given (workspace-relative, posix);
     ``language`` None means ``detect_language(path)``. Never raises for any text."""
-    lines = _split_lines(text)
+    text, lines = _split_lines(text)
     if language is None:
         language = detect_language(path, lines[0] if lines else None) or "text"
     if not lines:
         return []
-    cum = [0, *accumulate(len(line) + 1 for line in lines)]
+    # cum[i]: characters before row i, newlines included.
+    cum = list(accumulate(map(int.__add__, map(len, lines), repeat(1)), initial=0))
     pieces: list[list[Any]] | None = None
     spec = SPECS.get(language)
     try:
         if spec is not None:
-            pieces = _Tree(spec, lines, cum).pieces()
+            pieces = _Tree(spec, lines, cum).pieces(text)
         elif language == "markdown":
             pieces = _markdown(lines, cum)
     except Exception:  # a grammar quirk must cost structure, never the file
-        log.warning("chunking %s as %s failed; using line windows", path, language,
-                    exc_info=True)
+        log.warning("chunking %s as %s failed; using line windows", path, language, exc_info=True)
         pieces = None
     if pieces is None:
-        pieces = [[s, e, "window", None, None]
-                  for s, e in _windows(lines, cum, 0, len(lines) - 1, WINDOW_LINES,
-                                       WINDOW_CHARS, WINDOW_OVERLAP)]
+        pieces = [
+            [s, e, "window", None, None]
+            for s, e in _windows(
+                lines, cum, 0, len(lines) - 1, WINDOW_LINES, WINDOW_CHARS, WINDOW_OVERLAP
+            )
+        ]
     else:
         pieces = _fill_gaps(_trim(pieces, lines), lines, cum)
     out = []
     for s, e, kind, symbol, prefix in pieces:
-        body = "\n".join(lines[s:e + 1])
+        body = "\n".join(lines[s : e + 1])
         chunk_text_ = f"{prefix}\n{body}" if prefix else body
-        out.append(Chunk(path, s + 1, e + 1, kind, symbol, language, chunk_text_,
-                         digest_text(chunk_text_)))
+        out.append(
+            Chunk(path, s + 1, e + 1, kind, symbol, language, chunk_text_, digest_text(chunk_text_))
+        )
     return out
 
 
@@ -169,8 +174,15 @@ def _is_blank(line: str) -> bool:
     return not line or line.isspace()
 
 
-def _windows(lines: Sequence[str], cum: Sequence[int], s: int, e: int, max_lines: int,
-             max_chars: int, overlap: int) -> list[tuple[int, int]]:
+def _windows(
+    lines: Sequence[str],
+    cum: Sequence[int],
+    s: int,
+    e: int,
+    max_lines: int,
+    max_chars: int,
+    overlap: int,
+) -> list[tuple[int, int]]:
     """Row ranges of at most ``max_lines``/``max_chars`` (but at least one line) that
     cover the non-blank rows of ``s..e``; blank edges are trimmed."""
     out: list[tuple[int, int]] = []
@@ -209,8 +221,9 @@ def _trim(pieces: list[list[Any]], lines: Sequence[str]) -> list[list[Any]]:
     return out
 
 
-def _fill_gaps(pieces: list[list[Any]], lines: Sequence[str],
-               cum: Sequence[int]) -> list[list[Any]]:
+def _fill_gaps(
+    pieces: list[list[Any]], lines: Sequence[str], cum: Sequence[int]
+) -> list[list[Any]]:
     """Cover any non-blank line the structure missed with blocks: the coverage
     promise must not depend on every grammar behaving as expected."""
     pieces.sort(key=lambda p: p[0])
@@ -218,8 +231,9 @@ def _fill_gaps(pieces: list[list[Any]], lines: Sequence[str],
     covered = -1
     for p in [*pieces, [len(lines), len(lines), None, None, None]]:
         if p[0] > covered + 1:
-            for s, e in _windows(lines, cum, covered + 1, p[0] - 1, MAX_BLOCK_LINES,
-                                 MAX_UNIT_CHARS, 0):
+            for s, e in _windows(
+                lines, cum, covered + 1, p[0] - 1, MAX_BLOCK_LINES, MAX_UNIT_CHARS, 0
+            ):
                 out.append([s, e, "block", None, None])
         if p[2] is None:
             break
@@ -282,13 +296,15 @@ def _markdown(lines: Sequence[str], cum: Sequence[int]) -> list[list[Any]]:
             pieces.append([s, e, "section", title, None])
             continue
         prefix = lines[hrow].strip() if hrow >= 0 else None
-        for w, (ws, we) in enumerate(_windows(lines, cum, s, e, WINDOW_LINES, WINDOW_CHARS,
-                                              WINDOW_OVERLAP)):
+        for w, (ws, we) in enumerate(
+            _windows(lines, cum, s, e, WINDOW_LINES, WINDOW_CHARS, WINDOW_OVERLAP)
+        ):
             pieces.append([ws, we, "section", title, prefix if w and ws > hrow else None])
     return pieces
 
 
 # --- tree-sitter ----------------------------------------------------------------------
+
 
 def _rows(node: Any) -> tuple[int, int]:
     sr = node.start_point[0]
@@ -335,9 +351,8 @@ class _Tree:
         self.namers = _NAMERS.get(spec.grammar, {})
         self.hook = _HOOKS.get(spec.grammar)
 
-    def pieces(self) -> list[list[Any]] | None:
-        source = "\n".join(self.lines).encode("utf-8", "surrogatepass")
-        root = _parser(self.spec.grammar).parse(source).root_node
+    def pieces(self, text: str) -> list[list[Any]] | None:
+        root = _parser(self.spec.grammar).parse(text.encode("utf-8", "surrogatepass")).root_node
         if root.has_error:
             if root.type == "ERROR":
                 return None
@@ -391,7 +406,7 @@ class _Tree:
                 if child.type in self.spec.name_types:
                     name = child
                     break
-        return _text(name)
+        return _dotted(_text(name))  # Ruby `class A::B`, C++ `namespace a::b`
 
     def _body(self, decl: Any) -> Any | None:
         body = decl.child_by_field_name("body")
@@ -414,7 +429,7 @@ class _Tree:
         s = decl.start_point[0]
         e = self._header_end(s, body) if body is not None else s
         e = min(e, s + SIGNATURE_MAX_LINES - 1, len(self.lines) - 1)
-        return "\n".join(self.lines[s:e + 1])
+        return "\n".join(self.lines[s : e + 1])
 
     # -- the walk -----------------------------------------------------------------
     def _attachable(self, node: Any) -> bool:
@@ -423,15 +438,19 @@ class _Tree:
             return (node.text or b"").startswith(prefixes)
         return True
 
-    def _walk(self, nodes: Sequence[Any], owner: _Owner | None, scope: str | None,
-              depth: int, tdepth: int) -> None:
+    def _walk(
+        self, nodes: Sequence[Any], owner: _Owner | None, scope: str | None, depth: int, tdepth: int
+    ) -> None:
         items = self.items
         spec = self.spec
         pend_s = pend_e = -1  # comments/attributes waiting for the definition below them
         prev_end = -1
         for node in nodes:
             t = node.type
-            sr, er = _rows(node)
+            sr = node.start_point[0]
+            er, ec = node.end_point
+            if ec == 0 and er > sr:
+                er -= 1
             if t in spec.transparent and tdepth < _MAX_TRANSPARENT_DEPTH:
                 if pend_s >= 0:
                     items.append(("f", pend_s, pend_e, owner, None, False, 0))
@@ -463,8 +482,15 @@ class _Tree:
         if pend_s >= 0:
             items.append(("f", pend_s, pend_e, owner, None, False, 0))
 
-    def _unit(self, found: Resolved, start: int, end: int, owner: _Owner | None,
-              scope: str | None, depth: int) -> None:
+    def _unit(
+        self,
+        found: Resolved,
+        start: int,
+        end: int,
+        owner: _Owner | None,
+        scope: str | None,
+        depth: int,
+    ) -> None:
         d, name, decl = found
         kind = d.kind
         if kind == "function" and owner is not None and owner.kind in _METHOD_OWNERS:
@@ -481,8 +507,7 @@ class _Tree:
                 inner = _Owner(kind, symbol, self._signature(decl, body))
                 header_end = self._header_end(decl.start_point[0], body)
                 items.append(("f", start, header_end, inner, None, True, 0))
-                self._walk(body.children, inner, symbol if d.scoped else scope,
-                           depth + 1, 0)
+                self._walk(body.children, inner, symbol if d.scoped else scope, depth + 1, 0)
                 body_end = _rows(body)[1]
                 if end > body_end:
                     items.append(("f", body_end + 1, end, inner, None, False, 0))
@@ -495,8 +520,7 @@ class _Tree:
         if body is None:
             items.append(("f", start, end, big, decl, True, 0))
             return
-        items.append(("f", start, self._header_end(decl.start_point[0], body), big, None,
-                      True, 0))
+        items.append(("f", start, self._header_end(decl.start_point[0], body), big, None, True, 0))
         for child in body.children:
             s, e = _rows(child)
             items.append(("f", s, e, big, child, False, 0))
@@ -523,8 +547,7 @@ class _Tree:
             if owner is None:
                 pieces.append([s, e, "block", None, None])
             else:
-                pieces.append([s, e, owner.kind, owner.symbol,
-                               None if header else owner.signature])
+                pieces.append([s, e, owner.kind, owner.symbol, None if header else owner.signature])
 
         stack = self.items[::-1]
         while stack:
@@ -558,7 +581,8 @@ class _Tree:
                 continue
             # Too big for one chunk: split along the node's children, or by lines.
             children: Sequence[Any] = (
-                node.children if node is not None and depth < _MAX_SPLIT_DEPTH else ())
+                node.children if node is not None and depth < _MAX_SPLIT_DEPTH else ()
+            )
             if len(children) > 1 or (children and _rows(children[0]) != (s, e)):
                 subs: list[Item] = []
                 for i, child in enumerate(children):
@@ -573,8 +597,9 @@ class _Tree:
             if len(children) == 1:
                 stack.append(("f", s, e, owner, children[0], header, depth + 1))
                 continue
-            for i, (ws, we) in enumerate(_windows(self.lines, self.cum, s, e, limit,
-                                                  MAX_UNIT_CHARS, 0)):
+            for i, (ws, we) in enumerate(
+                _windows(self.lines, self.cum, s, e, limit, MAX_UNIT_CHARS, 0)
+            ):
                 close()
                 group = [owner, ws, we, header and i == 0]
                 last_end = we
@@ -598,8 +623,14 @@ def _c_function(node: Any) -> tuple[str | None, str | None]:
     for _ in range(10):
         if d is None:
             return None, None
-        if d.type in ("identifier", "field_identifier", "type_identifier", "destructor_name",
-                      "operator_name", "primitive_type"):
+        if d.type in (
+            "identifier",
+            "field_identifier",
+            "type_identifier",
+            "destructor_name",
+            "operator_name",
+            "primitive_type",
+        ):
             return _text(d), None
         if d.type in ("qualified_identifier", "template_function"):
             name = _text(d)
@@ -684,11 +715,17 @@ _NAMERS: dict[str, dict[str, Namer]] = {
     "cpp": _C_NAMERS,
     "go": {"method_declaration": _go_method, "type_declaration": _go_type},
     "rust": {"impl_item": _rust_impl},
-    "lua": {"function_declaration": _lua_function, "local_function": _lua_function,
-            "function_definition_statement": _lua_function},
+    "lua": {
+        "function_declaration": _lua_function,
+        "local_function": _lua_function,
+        "function_definition_statement": _lua_function,
+    },
     "kotlin": {"class_declaration": _kotlin_class, "secondary_constructor": _named("constructor")},
-    "swift": {"class_declaration": _swift_class, "init_declaration": _named("init"),
-              "deinit_declaration": _named("deinit")},
+    "swift": {
+        "class_declaration": _swift_class,
+        "init_declaration": _named("init"),
+        "deinit_declaration": _named("deinit"),
+    },
     "csharp": {"operator_declaration": _named("operator")},
 }
 
@@ -718,8 +755,19 @@ def _js_hook(node: Any) -> Resolved | None:
 
 
 _EX_MODULES = frozenset({b"defmodule", b"defprotocol", b"defimpl"})
-_EX_FUNCTIONS = frozenset({b"def", b"defp", b"defmacro", b"defmacrop", b"defguard",
-                           b"defguardp", b"defdelegate", b"defn", b"defnp"})
+_EX_FUNCTIONS = frozenset(
+    {
+        b"def",
+        b"defp",
+        b"defmacro",
+        b"defmacrop",
+        b"defguard",
+        b"defguardp",
+        b"defdelegate",
+        b"defn",
+        b"defnp",
+    }
+)
 _EX_MODULE = Def("module", container=True)
 _EX_FUNCTION = Def("function")
 
