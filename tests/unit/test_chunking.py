@@ -1143,6 +1143,59 @@ def test_c_header_guards_do_not_hide_functions() -> None:
     assert {("function", "twice"), ("function", "thrice")} <= {(c.kind, c.symbol) for c in chunks}
 
 
+@pytest.mark.parametrize(
+    ("path", "text", "expected"),
+    [
+        (
+            "r.go",
+            "package r\n\ntype Reader interface {\n\tRead(p []byte) int\n}\n",
+            {("interface", "Reader")},
+        ),
+        (
+            "s.kt",
+            "interface Shape {\n  fun area(): Double\n}\n",
+            {("interface", "Shape"), ("method", "Shape.area")},
+        ),
+        (
+            "k.kt",
+            "class K {\n  companion object {\n    fun make() = K()\n  }\n}\n",
+            {("class", "K"), ("method", "K.make")},
+        ),
+        (
+            "t.swift",
+            "extension Temp: Codable {\n  func f() {}\n}\n",
+            {("impl", "Temp"), ("method", "Temp.f")},
+        ),
+        (
+            "n.ts",
+            "namespace Geo {\n  export function area() {}\n}\ndeclare module 'x' {}\n",
+            {("module", "Geo"), ("function", "Geo.area"), ("module", "x")},
+        ),
+        (
+            "q.js",
+            "const Queue = class {\n  push() {}\n};\n",
+            {("class", "Queue"), ("method", "Queue.push")},
+        ),
+        ("b.rb", "class Foo::Bar < Base\n  def x; end\nend\n", {("method", "Foo.Bar.x")}),
+        (
+            "m.cpp",
+            "S::~S() {}\nint& ref(int& x) { return x; }\n",
+            {("method", "S.~S"), ("function", "ref")},
+        ),
+        (
+            "g.ex",
+            "defmodule A do\n  defmodule B do\n    def f(x) when x > 0, do: x\n  end\nend\n",
+            {("module", "A"), ("module", "A.B"), ("function", "A.B.f")},
+        ),
+    ],
+)
+def test_more_definition_shapes(path: str, text: str, expected: set[tuple[str, str]]) -> None:
+    chunks = chunk_text(path, text)
+    check_invariants(text, chunks)
+    got = {(c.kind, c.symbol) for c in chunks}
+    assert expected <= got, expected - got
+
+
 def test_language_argument_overrides_detection() -> None:
     path, text = SAMPLES["python"]
     chunks = chunk_text("no_extension", text, language="python")

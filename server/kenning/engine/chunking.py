@@ -273,7 +273,7 @@ def _markdown(lines: Sequence[str], cum: Sequence[int]) -> list[list[Any]]:
             fence = m.group(1)
             prev_para = False
         elif (m := _ATX.match(line)) is not None:
-            heads.append((i, (m.group(2) or "").strip(), i))
+            heads.append((i, (m.group(2) or "").strip(), i))  # "" for a bare `#`
             prev_para = False
         elif prev_para and _SETEXT.match(line):
             heads.append((i - 1, lines[i - 1].strip(), i - 1))
@@ -283,7 +283,7 @@ def _markdown(lines: Sequence[str], cum: Sequence[int]) -> list[list[Any]]:
         i += 1
     starts = [0] + [h[0] for h in heads if h[0] > 0]
     titles: list[tuple[str | None, int]] = [(None, -1)] if not heads or heads[0][0] > 0 else []
-    titles += [(h[1], h[2]) for h in heads]
+    titles += [(h[1] or None, h[2]) for h in heads]
     pieces: list[list[Any]] = []
     for k, s in enumerate(starts):
         e = starts[k + 1] - 1 if k + 1 < len(starts) else n - 1
@@ -406,7 +406,10 @@ class _Tree:
                 if child.type in self.spec.name_types:
                     name = child
                     break
-        return _dotted(_text(name))  # Ruby `class A::B`, C++ `namespace a::b`
+        text = _text(name)
+        if text and text[0] in "'\"":  # TypeScript `declare module "x"`
+            text = text.strip("'\"") or None
+        return _dotted(text)  # Ruby `class A::B`, C++ `namespace a::b`
 
     def _body(self, decl: Any) -> Any | None:
         body = decl.child_by_field_name("body")
