@@ -982,7 +982,9 @@ def test_mostly_broken_code_falls_back_to_windows() -> None:
     check_invariants(text, chunks)
 
 
-def test_parser_failure_falls_back_to_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parser_failure_falls_back_to_windows(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def boom(grammar: str) -> object:
         raise RuntimeError("grammar unavailable")
 
@@ -992,6 +994,7 @@ def test_parser_failure_falls_back_to_windows(monkeypatch: pytest.MonkeyPatch) -
     assert chunks and {c.kind for c in chunks} == {"window"}
     assert all(c.language == "go" for c in chunks)
     check_invariants(text, chunks)
+    assert "chunking server/cache.go as go failed; using line windows" in caplog.text
 
 
 def test_a_local_error_keeps_the_rest_of_the_structure() -> None:
@@ -1266,7 +1269,9 @@ _FUZZ_ALPHABET = "abcdefghij_ (){}[]<>:;,.'\"`#/*\\-=+@$%\n\t\r   \n\ndef class 
 
 
 @pytest.mark.parametrize("language", sorted({*SAMPLES, "text"}))
-def test_fuzz_never_raises_and_keeps_invariants(language: str) -> None:
+def test_fuzz_never_raises_and_keeps_invariants(
+    language: str, caplog: pytest.LogCaptureFixture
+) -> None:
     rng = random.Random(f"kenning-{language}")
     path = SAMPLES[language][0] if language in SAMPLES else "notes.txt"
     corpus_lines = [line for _, text in SAMPLES.values() for line in text.split("\n")]
@@ -1282,6 +1287,31 @@ def test_fuzz_never_raises_and_keeps_invariants(language: str) -> None:
             text = "\n".join(rng.choice(corpus_lines) for _ in range(rng.randrange(1, 300)))
         chunks = chunk_text(path, text, language)
         check_invariants(text, chunks)
+    # Falling back is fine; crashing inside the structured path (then falling back) is a bug.
+    assert "using line windows" not in caplog.text
+
+
+@pytest.mark.parametrize("language", sorted(SUPPORTED_LANGUAGES))
+def test_unterminated_constructs_at_end_of_file(
+    language: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    starts = [
+        "def f(:\n",
+        "class A {\n",
+        "fn x() {\n",
+        "func (",
+        '"abc\n',
+        "'''\n",
+        "/*\n",
+        "<<EOF\n",
+        "do\n",
+        "<?php\nclass A {\n",
+        "x = 1\nfunction f() {\n  if (a) {",
+    ]
+    for start in starts:
+        for text in (start, start + "\n\n", start.rstrip("\n")):
+            check_invariants(text, chunk_text("x", text, language))
+    assert "using line windows" not in caplog.text
 
 
 def test_mutated_samples_keep_invariants() -> None:

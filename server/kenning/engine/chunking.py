@@ -148,6 +148,8 @@ def chunk_text(path: str, text: str, language: str | None = None) -> list[Chunk]
             pieces = _Tree(spec, lines, cum).pieces(text)
         elif language == "markdown":
             pieces = _markdown(lines, cum)
+        if pieces is not None:
+            pieces = _fill_gaps(_trim(pieces, lines), lines, cum)
     except Exception:  # a grammar quirk must cost structure, never the file
         log.warning("chunking %s as %s failed; using line windows", path, language, exc_info=True)
         pieces = None
@@ -158,8 +160,6 @@ def chunk_text(path: str, text: str, language: str | None = None) -> list[Chunk]
                 lines, cum, 0, len(lines) - 1, WINDOW_LINES, WINDOW_CHARS, WINDOW_OVERLAP
             )
         ]
-    else:
-        pieces = _fill_gaps(_trim(pieces, lines), lines, cum)
     out = []
     for s, e, kind, symbol, prefix in pieces:
         body = "\n".join(lines[s : e + 1])
@@ -306,13 +306,15 @@ def _markdown(lines: Sequence[str], cum: Sequence[int]) -> list[list[Any]]:
 # --- tree-sitter ----------------------------------------------------------------------
 
 
-def _rows(node: Any) -> tuple[int, int]:
+def _rows(node: Any, last: int) -> tuple[int, int]:
+    """A node's first and last row, clamped to the file's last row ``last``."""
     sr = node.start_point[0]
     er, ec = node.end_point
     # A node that swallowed its trailing newline ends at column 0 of the next row.
     if ec == 0 and er > sr:
         er -= 1
-    return sr, er
+    # Zero-width nodes (a MISSING token at the end of the file) can sit past the end.
+    return min(sr, last), min(er, last)
 
 
 def _text(node: Any | None) -> str | None:
@@ -348,6 +350,7 @@ class _Tree:
         self.lines = lines
         self.cum = cum
         self.items: list[Item] = []
+        self.last = len(lines) - 1
         self.namers = _NAMERS.get(spec.grammar, {})
         self.hook = _HOOKS.get(spec.grammar)
 
@@ -359,7 +362,7 @@ class _Tree:
             bad = 0
             for child in root.children:
                 if child.type == "ERROR":
-                    s, e = _rows(child)
+                    s, e = _rows(child, self.last)
                     bad += e - s + 1
             if bad > ERROR_FALLBACK_RATIO * len(self.lines):
                 return None
@@ -446,14 +449,12 @@ class _Tree:
     ) -> None:
         items = self.items
         spec = self.spec
+        last = self.last
         pend_s = pend_e = -1  # comments/attributes waiting for the definition below them
         prev_end = -1
         for node in nodes:
             t = node.type
-            sr = node.start_point[0]
-            er, ec = node.end_point
-            if ec == 0 and er > sr:
-                er -= 1
+            sr, er = _rows(node, last)
             if t in spec.transparent and tdepth < _MAX_TRANSPARENT_DEPTH:
                 if pend_s >= 0:
                     items.append(("f", pend_s, pend_e, owner, None, False, 0))
@@ -511,7 +512,7 @@ class _Tree:
                 header_end = self._header_end(decl.start_point[0], body)
                 items.append(("f", start, header_end, inner, None, True, 0))
                 self._walk(body.children, inner, symbol if d.scoped else scope, depth + 1, 0)
-                body_end = _rows(body)[1]
+                body_end = _rows(body, self.last)[1]
                 if end > body_end:
                     items.append(("f", body_end + 1, end, inner, None, False, 0))
                 return
@@ -525,9 +526,9 @@ class _Tree:
             return
         items.append(("f", start, self._header_end(decl.start_point[0], body), big, None, True, 0))
         for child in body.children:
-            s, e = _rows(child)
+            s, e = _rows(child, self.last)
             items.append(("f", s, e, big, child, False, 0))
-        body_end = _rows(body)[1]
+        body_end = _rows(body, self.last)[1]
         if end > body_end:
             items.append(("f", body_end + 1, end, big, None, False, 0))
 
@@ -586,10 +587,10 @@ class _Tree:
             children: Sequence[Any] = (
                 node.children if node is not None and depth < _MAX_SPLIT_DEPTH else ()
             )
-            if len(children) > 1 or (children and _rows(children[0]) != (s, e)):
+            if len(children) > 1 or (children and _rows(children[0], self.last) != (s, e)):
                 subs: list[Item] = []
                 for i, child in enumerate(children):
-                    cs, ce = _rows(child)
+                    cs, ce = _rows(child, self.last)
                     if i == 0:
                         cs = s
                     subs.append(("f", cs, ce, owner, child, header and i == 0, depth + 1))
