@@ -1199,6 +1199,30 @@ def test_more_definition_shapes(path: str, text: str, expected: set[tuple[str, s
     assert expected <= got, expected - got
 
 
+def test_cpp_in_a_dot_h_file_is_parsed_as_cpp() -> None:
+    text = "#pragma once\nnamespace geo {\nclass Point {\npublic:\n  double norm() const { return 0; }\n};\n}\n"
+    chunks = chunk_text("include/point.h", text)
+    check_invariants(text, chunks)
+    assert {c.language for c in chunks} == {"cpp"}
+    assert ("method", "Point.norm") in {(c.kind, c.symbol) for c in chunks}
+    plain_c = "struct point { double x; };\nint add(int a, int b) {\n  return a + b;\n}\n"
+    assert {c.language for c in chunk_text("include/add.h", plain_c)} == {"c"}
+
+
+def test_big_files_parse_under_a_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    path, text = SAMPLES["python"]
+    big = "\n\n".join(text.replace("Store", f"Store{i}") for i in range(100))
+    assert len(big.encode()) > chunking.PARSE_BUDGET_MIN_BYTES
+    structured = chunk_text(path, big)
+    check_invariants(big, structured)
+    assert ("method", "Store99.flush") in {(c.kind, c.symbol) for c in structured}
+    monkeypatch.setattr(chunking, "PARSE_BUDGET_S", 0.0)
+    monkeypatch.setattr(chunking, "PARSE_BUDGET_S_PER_MB", 0.0)
+    over_budget = chunk_text(path, big)
+    check_invariants(big, over_budget)
+    assert {c.kind for c in over_budget} == {"window"}
+
+
 def test_language_argument_overrides_detection() -> None:
     path, text = SAMPLES["python"]
     chunks = chunk_text("no_extension", text, language="python")

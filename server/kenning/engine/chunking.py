@@ -39,6 +39,7 @@ import bisect
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from itertools import accumulate, repeat
 from typing import Any
@@ -88,6 +89,18 @@ MAX_NESTING = 4
 """Definitions nested deeper than this (class in class in ...) stay inside their parent."""
 ERROR_FALLBACK_RATIO = 0.5
 """If parse errors span more than this share of the lines, use line windows instead."""
+PARSE_BUDGET_MIN_BYTES = 65536
+"""Files at least this big parse under a CPU-time budget (tree-sitter's error recovery
+can blow up on adversarial input); smaller ones parse too fast to need one."""
+PARSE_BUDGET_S = 2.0
+PARSE_BUDGET_S_PER_MB = 5.0
+"""The budget: this much CPU time, plus this much per megabyte of source."""
+
+# C++ that lives in a `.h` file: parsed (and reported) as "cpp".
+_CPP_HINTS = re.compile(
+    r"^[ \t]*(?:class|namespace|template)\b|^[ \t]*(?:public|private|protected):|\bstd::",
+    re.M,
+)
 
 # A part of a class or function that holds only closers (`}`, `end`, `});`) joins the
 # chunk before it instead of becoming a chunk of its own.
@@ -142,6 +155,8 @@ def chunk_text(path: str, text: str, language: str | None = None) -> list[Chunk]
     # cum[i]: characters before row i, newlines included.
     cum = list(accumulate(map(int.__add__, map(len, lines), repeat(1)), initial=0))
     pieces: list[list[Any]] | None = None
+    if language == "c" and path.endswith(".h") and _CPP_HINTS.search(text, 0, 200_000):
+        language = "cpp"
     spec = SPECS.get(language)
     try:
         if spec is not None:
@@ -355,7 +370,26 @@ class _Tree:
         self.hook = _HOOKS.get(spec.grammar)
 
     def pieces(self, text: str) -> list[list[Any]] | None:
-        root = _parser(self.spec.grammar).parse(text.encode("utf-8", "surrogatepass")).root_node
+        source = text.encode("utf-8", "surrogatepass")
+        parser = _parser(self.spec.grammar)
+        if len(source) < PARSE_BUDGET_MIN_BYTES:
+            tree = parser.parse(source)
+        else:
+            # Thread CPU time, not wall time: a busy machine must not change the result.
+            deadline = (
+                time.thread_time() + PARSE_BUDGET_S + PARSE_BUDGET_S_PER_MB * len(source) / 1e6
+            )
+            try:
+                tree = parser.parse(
+                    lambda offset, _point: source[offset : offset + 65536],
+                    progress_callback=lambda _offset, _has_error: time.thread_time() > deadline,
+                )
+            except ValueError:  # tree-sitter's word for "cancelled"
+                log.info("parse over budget; using line windows")
+                return None
+        if tree is None:
+            return None
+        root = tree.root_node
         if root.has_error:
             if root.type == "ERROR":
                 return None
