@@ -1223,6 +1223,23 @@ def test_big_files_parse_under_a_budget(monkeypatch: pytest.MonkeyPatch) -> None
     assert {c.kind for c in over_budget} == {"window"}
 
 
+def test_c_preprocessor_breakage_keeps_structure() -> None:
+    # Unbalanced braces across #ifdef branches: valid C that tree-sitter parses as
+    # mostly ERROR. C and C++ walk through the error instead of falling back.
+    text = (
+        '#include "lock.h"\n\n#ifdef USE_MUTEX\nvoid lock_take(struct lock *l) {\n'
+        "    pthread_mutex_lock(&l->m);\n#else\nvoid lock_take(struct spin *l) {\n"
+        "    while (__sync_lock_test_and_set(&l->v, 1)) {}\n#endif\n"
+        "    l->owner = current_thread();\n}\n\nint lock_held(const struct lock *l)\n{\n"
+        "    return l->owner != 0;\n}\n\nvoid lock_drop(struct lock *l)\n{\n    l->owner = 0;\n}\n"
+    )
+    chunks = chunk_text("lock.c", text)
+    check_invariants(text, chunks)
+    got = {(c.kind, c.symbol) for c in chunks}
+    assert {("function", "lock_held"), ("function", "lock_drop")} <= got
+    assert "window" not in {c.kind for c in chunks}
+
+
 def test_language_argument_overrides_detection() -> None:
     path, text = SAMPLES["python"]
     chunks = chunk_text("no_extension", text, language="python")

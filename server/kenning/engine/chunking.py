@@ -390,7 +390,7 @@ class _Tree:
         if tree is None:
             return None
         root = tree.root_node
-        if root.has_error:
+        if root.has_error and not self.spec.tolerate_errors:
             if root.type == "ERROR":
                 return None
             bad = 0

@@ -377,6 +377,10 @@ class LanguageSpec:
     name_types: frozenset[str] = frozenset()
     # Text prefixes an attach node must start with (Elixir's `@doc`, not `@moduledoc`).
     attach_prefixes: tuple[bytes, ...] = ()
+    # Parse errors say little about the code: C's preprocessor (`extern "C" {` between
+    # `#ifdef`s, macros in declarations) defeats the grammar in valid headers. ERROR
+    # nodes are walked like any other, and never cause the line-window fallback.
+    tolerate_errors: bool = False
 
 
 _JS_DEFS = {
@@ -397,6 +401,7 @@ _TS_DEFS = {
 }
 _C_TRANSPARENT = frozenset(
     {
+        "ERROR",
         "preproc_if",
         "preproc_ifdef",
         "preproc_else",
@@ -476,6 +481,7 @@ SPECS: dict[str, LanguageSpec] = {
             "type_definition": _TYPE,
         },
         transparent=_C_TRANSPARENT,
+        tolerate_errors=True,
     ),
     "cpp": LanguageSpec(
         "cpp",
@@ -491,6 +497,7 @@ SPECS: dict[str, LanguageSpec] = {
         },
         wrappers=frozenset({"template_declaration"}),
         transparent=_C_TRANSPARENT,
+        tolerate_errors=True,
     ),
     "csharp": LanguageSpec(
         "csharp",
