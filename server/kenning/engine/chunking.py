@@ -14,9 +14,11 @@ What a caller can rely on, for any text at all (this module never raises for inp
   and a definition that starts on the line where the previous chunk ends shares that
   line with it.
 * ``text`` is exactly the file's lines ``start_line..end_line``, except for the later
-  parts of a split definition: those are prefixed with the definition's signature
-  line(s) so they embed with context, while their line range still names only the
-  real lines of the part.
+  parts of a split definition (a function over ``MAX_UNIT_LINES``/``MAX_UNIT_CHARS``,
+  or a class's fields that come after its methods): those are prefixed with the
+  definition's signature line(s) so they embed with context, while their line range
+  still names only the real lines of the part. A part holding only closers (``}``,
+  ``end``) is not a chunk of its own; it joins the chunk before it.
 * ``digest == digest_text(text)``.
 
 Kinds: "function", "method" (a function inside a class, interface, impl or type;
@@ -26,6 +28,12 @@ Swift extension), "module" (namespaces, Rust ``mod``, Ruby and Elixir modules),
 "section" (markdown), "block" (top-level statements grouped together) and "window"
 (line windows). A class chunk holds the class's header, docstring, fields and other
 lines that are not inside its methods; each method is its own chunk.
+
+Fallbacks: an unknown language, a parser that raises, a parse over its CPU budget, or
+a tree that is mostly ERROR nodes gives line windows. C and C++ are the exception to
+the last rule: their parse errors usually come from the preprocessor in valid code, so
+the walk goes through ERROR nodes. A ``.h`` file that looks like C++ is parsed, and
+reported, as "cpp".
 
 Symbols are dotted scope paths: ``Store.flush``, ``Cache.Get`` (Go receiver type),
 ``Ring.push`` (Rust impl type), ``Shop.Counter.start_link``. C++, C# and PHP
