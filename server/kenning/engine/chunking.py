@@ -1,0 +1,849 @@
+"""Turn one file's text into semantic chunks.
+
+Code is parsed with tree-sitter and cut along its definitions; markdown is cut at its
+headings; anything else, and any file whose parse fails, is cut into line windows.
+
+What a caller can rely on, for any text at all (this module never raises for input):
+
+* Chunks come back ordered by ``start_line``; ``1 <= start_line <= end_line <= n``
+  where ``n`` is the number of lines (``\\n``, ``\\r\\n`` and a lone ``\\r`` all end a
+  line, as in LSP).
+* Together the chunks cover every non-blank line. No chunk is blank.
+* Chunks do not overlap, with two deliberate exceptions: fallback line windows (and
+  the windows of an oversized markdown section) overlap by ``WINDOW_OVERLAP`` lines,
+  and a definition that starts on the line where the previous chunk ends shares that
+  line with it.
+* ``text`` is exactly the file's lines ``start_line..end_line``, except for the later
+  parts of a split definition (a function over ``MAX_UNIT_LINES``/``MAX_UNIT_CHARS``,
+  or a class's fields that come after its methods): those are prefixed with the
+  definition's signature line(s) so they embed with context, while their line range
+  still names only the real lines of the part. A part holding only closers (``}``,
+  ``end``) is not a chunk of its own; it joins the chunk before it.
+* ``digest == digest_text(text)``.
+
+Kinds: "function", "method" (a function inside a class, interface, impl or type;
+Go methods; C++ ``A::f``; Lua ``M:f``), "class", "interface" (also traits and
+protocols), "type" (struct, enum, union, typedef, type alias), "impl" (Rust impl,
+Swift extension), "module" (namespaces, Rust ``mod``, Ruby and Elixir modules),
+"section" (markdown), "block" (top-level statements grouped together) and "window"
+(line windows). A class chunk holds the class's header, docstring, fields and other
+lines that are not inside its methods; each method is its own chunk.
+
+Fallbacks: an unknown language, a parser that raises, a parse over its CPU budget, or
+a tree that is mostly ERROR nodes gives line windows. C and C++ are the exception to
+the last rule: their parse errors usually come from the preprocessor in valid code, so
+the walk goes through ERROR nodes. A ``.h`` file that looks like C++ is parsed, and
+reported, as "cpp".
+
+Symbols are dotted scope paths: ``Store.flush``, ``Cache.Get`` (Go receiver type),
+``Ring.push`` (Rust impl type), ``Shop.Counter.start_link``. C++, C# and PHP
+namespaces do not prefix symbols. Blocks and windows have no symbol; markdown
+sections carry their heading text.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from itertools import accumulate, repeat
+from typing import Any
+
+import xxhash
+
+from kenning.engine.languages import (
+    SPECS,
+    STRUCTURED_LANGUAGES,
+    SUPPORTED_LANGUAGES,
+    Def,
+    LanguageSpec,
+    detect_language,
+)
+from kenning.engine.types import Chunk
+
+__all__ = [
+    "MAX_BLOCK_LINES",
+    "MAX_UNIT_CHARS",
+    "MAX_UNIT_LINES",
+    "STRUCTURED_LANGUAGES",
+    "SUPPORTED_LANGUAGES",
+    "WINDOW_LINES",
+    "WINDOW_OVERLAP",
+    "chunk_text",
+    "detect_language",
+    "digest_text",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_UNIT_LINES = 60
+"""A definition longer than this is split at statement boundaries."""
+MAX_UNIT_CHARS = 2000
+"""...and so is one with more characters than this."""
+MAX_BLOCK_LINES = 40
+"""Top-level statements between definitions are grouped into blocks of at most this."""
+WINDOW_LINES = 40
+"""Line windows (the fallback) hold at most this many lines..."""
+WINDOW_CHARS = 2000
+"""...and at most this many characters, but never less than one line."""
+WINDOW_OVERLAP = 5
+"""Consecutive fallback windows share this many lines (less for short windows)."""
+SIGNATURE_MAX_LINES = 4
+"""At most this many signature lines prefix the later parts of a split definition."""
+MAX_NESTING = 4
+"""Definitions nested deeper than this (class in class in ...) stay inside their parent."""
+ERROR_FALLBACK_RATIO = 0.5
+"""If parse errors span more than this share of the lines, use line windows instead."""
+PARSE_BUDGET_MIN_BYTES = 65536
+"""Files at least this big parse under a CPU-time budget (tree-sitter's error recovery
+can blow up on adversarial input); smaller ones parse too fast to need one."""
+PARSE_BUDGET_S = 2.0
+PARSE_BUDGET_S_PER_MB = 5.0
+"""The budget: this much CPU time, plus this much per megabyte of source."""
+
+# C++ that lives in a `.h` file: parsed (and reported) as "cpp".
+_CPP_HINTS = re.compile(
+    r"^[ \t]*(?:class|namespace|template)\b|^[ \t]*(?:public|private|protected):|\bstd::",
+    re.M,
+)
+
+# A part of a class or function that holds only closers (`}`, `end`, `});`) joins the
+# chunk before it instead of becoming a chunk of its own.
+_TRIVIAL_LINE = re.compile(
+    r"[\s{}()\[\];,.]*(?:(?:end|fi|done|esac)\b[\s{}()\[\];,.]*)?(?:(?://|#\s|--|/\*).*)?"
+)
+_METHOD_OWNERS = frozenset({"class", "interface", "impl", "type"})
+_MAX_SPLIT_DEPTH = 48
+_MAX_TRANSPARENT_DEPTH = 16
+
+_local = threading.local()
+
+
+def digest_text(text: str) -> str:
+    """xxh3-128 hex digest of ``text`` with line endings, trailing whitespace and
+    blank lines normalised away, so whitespace-only edits keep the digest."""
+    norm = "\n".join(filter(None, map(str.rstrip, text.splitlines())))
+    return xxhash.xxh3_128_hexdigest(norm.encode("utf-8", "surrogatepass"))
+
+
+def _parser(grammar: str) -> Any:
+    # tree-sitter parsers are not thread-safe; one per thread and grammar.
+    cache: dict[str, Any] | None = getattr(_local, "parsers", None)
+    if cache is None:
+        cache = _local.parsers = {}
+    parser = cache.get(grammar)
+    if parser is None:
+        from tree_sitter_language_pack import get_parser
+
+        parser = cache[grammar] = get_parser(grammar)  # type: ignore[arg-type]
+    return parser
+
+
+def _split_lines(text: str) -> tuple[str, list[str]]:
+    """The text with every line ending made ``\n``, and its lines."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return text, lines
+
+
+def chunk_text(path: str, text: str, language: str | None = None) -> list[Chunk]:
+    """Chunks of one file. ``path`` is stored as given (workspace-relative, posix);
+    ``language`` None means ``detect_language(path)``. Never raises for any text."""
+    text, lines = _split_lines(text)
+    if language is None:
+        language = detect_language(path, lines[0] if lines else None) or "text"
+    if not lines:
+        return []
+    # cum[i]: characters before row i, newlines included.
+    cum = list(accumulate(map(int.__add__, map(len, lines), repeat(1)), initial=0))
+    pieces: list[list[Any]] | None = None
+    if language == "c" and path.endswith(".h") and _CPP_HINTS.search(text, 0, 200_000):
+        language = "cpp"
+    spec = SPECS.get(language)
+    try:
+        if spec is not None:
+            pieces = _Tree(spec, lines, cum).pieces(text)
+        elif language == "markdown":
+            pieces = _markdown(lines, cum)
+        if pieces is not None:
+            pieces = _fill_gaps(_trim(pieces, lines), lines, cum)
+    except Exception:  # a grammar quirk must cost structure, never the file
+        log.warning("chunking %s as %s failed; using line windows", path, language, exc_info=True)
+        pieces = None
+    if pieces is None:
+        pieces = [
+            [s, e, "window", None, None]
+            for s, e in _windows(
+                lines, cum, 0, len(lines) - 1, WINDOW_LINES, WINDOW_CHARS, WINDOW_OVERLAP
+            )
+        ]
+    out = []
+    for s, e, kind, symbol, prefix in pieces:
+        body = "\n".join(lines[s : e + 1])
+        chunk_text_ = f"{prefix}\n{body}" if prefix else body
+        out.append(
+            Chunk(path, s + 1, e + 1, kind, symbol, language, chunk_text_, digest_text(chunk_text_))
+        )
+    return out
+
+
+def _is_blank(line: str) -> bool:
+    return not line or line.isspace()
+
+
+def _windows(
+    lines: Sequence[str],
+    cum: Sequence[int],
+    s: int,
+    e: int,
+    max_lines: int,
+    max_chars: int,
+    overlap: int,
+) -> list[tuple[int, int]]:
+    """Row ranges of at most ``max_lines``/``max_chars`` (but at least one line) that
+    cover the non-blank rows of ``s..e``; blank edges are trimmed."""
+    out: list[tuple[int, int]] = []
+    i = s
+    while i <= e:
+        while i <= e and _is_blank(lines[i]):
+            i += 1
+        if i > e:
+            break
+        j = min(e, i + max_lines - 1)
+        by_chars = bisect.bisect_right(cum, cum[i] + max_chars, i + 1) - 2
+        j = max(i, min(j, by_chars))
+        k = j
+        while k > i and _is_blank(lines[k]):
+            k -= 1
+        out.append((i, k))
+        if j >= e:
+            break
+        i = j + 1 - min(overlap, (j - i + 1) // 4)
+    return out
+
+
+def _trim(pieces: list[list[Any]], lines: Sequence[str]) -> list[list[Any]]:
+    """Drop blank edge lines (a node may end in trailing blank lines, and a part may
+    start where an earlier chunk left off) and pieces left with nothing."""
+    out = []
+    for p in pieces:
+        s, e = p[0], p[1]
+        while s <= e and _is_blank(lines[s]):
+            s += 1
+        while e > s and _is_blank(lines[e]):
+            e -= 1
+        if s <= e:
+            p[0], p[1] = s, e
+            out.append(p)
+    return out
+
+
+def _fill_gaps(
+    pieces: list[list[Any]], lines: Sequence[str], cum: Sequence[int]
+) -> list[list[Any]]:
+    """Cover any non-blank line the structure missed with blocks: the coverage
+    promise must not depend on every grammar behaving as expected."""
+    pieces.sort(key=lambda p: p[0])
+    out: list[list[Any]] = []
+    covered = -1
+    for p in [*pieces, [len(lines), len(lines), None, None, None]]:
+        if p[0] > covered + 1:
+            for s, e in _windows(
+                lines, cum, covered + 1, p[0] - 1, MAX_BLOCK_LINES, MAX_UNIT_CHARS, 0
+            ):
+                out.append([s, e, "block", None, None])
+        if p[2] is None:
+            break
+        out.append(p)
+        covered = max(covered, p[1])
+    return out
+
+
+# --- markdown -----------------------------------------------------------------------
+
+_ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_SETEXT = re.compile(r" {0,3}(?:=+|-+)[ \t]*$")
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+
+
+def _markdown(lines: Sequence[str], cum: Sequence[int]) -> list[list[Any]]:
+    n = len(lines)
+    heads: list[tuple[int, str, int]] = []  # (first row, title, row of the heading text)
+    i = 0
+    if lines[0].strip() == "---":  # YAML front matter is not a setext underline
+        for j in range(1, n):
+            if lines[j].strip() in ("---", "..."):
+                i = j + 1
+                break
+    fence = ""
+    prev_para = False  # previous line is paragraph text a setext underline may apply to
+    while i < n:
+        line = lines[i]
+        if fence:
+            stripped = line.strip()
+            if stripped.startswith(fence) and not stripped.strip(fence[0]):
+                fence = ""
+            i += 1
+            continue
+        m = _FENCE.match(line)
+        if m:
+            fence = m.group(1)
+            prev_para = False
+        elif (m := _ATX.match(line)) is not None:
+            heads.append((i, (m.group(2) or "").strip(), i))  # "" for a bare `#`
+            prev_para = False
+        elif prev_para and _SETEXT.match(line):
+            heads.append((i - 1, lines[i - 1].strip(), i - 1))
+            prev_para = False
+        else:
+            prev_para = not _is_blank(line) and not line.startswith(("    ", "\t"))
+        i += 1
+    starts = [0] + [h[0] for h in heads if h[0] > 0]
+    titles: list[tuple[str | None, int]] = [(None, -1)] if not heads or heads[0][0] > 0 else []
+    titles += [(h[1] or None, h[2]) for h in heads]
+    pieces: list[list[Any]] = []
+    for k, s in enumerate(starts):
+        e = starts[k + 1] - 1 if k + 1 < len(starts) else n - 1
+        title, hrow = titles[k]
+        while e >= s and _is_blank(lines[e]):
+            e -= 1
+        if e < s:
+            continue
+        if e - s + 1 <= MAX_UNIT_LINES and cum[e + 1] - cum[s] <= MAX_UNIT_CHARS:
+            pieces.append([s, e, "section", title, None])
+            continue
+        prefix = lines[hrow].strip() if hrow >= 0 else None
+        for w, (ws, we) in enumerate(
+            _windows(lines, cum, s, e, WINDOW_LINES, WINDOW_CHARS, WINDOW_OVERLAP)
+        ):
+            pieces.append([ws, we, "section", title, prefix if w and ws > hrow else None])
+    return pieces
+
+
+# --- tree-sitter ----------------------------------------------------------------------
+
+
+def _rows(node: Any, last: int) -> tuple[int, int]:
+    """A node's first and last row, clamped to the file's last row ``last``."""
+    sr = node.start_point[0]
+    er, ec = node.end_point
+    # A node that swallowed its trailing newline ends at column 0 of the next row.
+    if ec == 0 and er > sr:
+        er -= 1
+    # Zero-width nodes (a MISSING token at the end of the file) can sit past the end.
+    return min(sr, last), min(er, last)
+
+
+def _text(node: Any | None) -> str | None:
+    if node is None:
+        return None
+    raw: bytes = node.text or b""
+    return " ".join(raw.decode("utf-8", "replace").split()) or None
+
+
+class _Owner:
+    """A definition whose lines are spread over several items (a class around its
+    methods, or a function too big for one chunk)."""
+
+    __slots__ = ("kind", "signature", "symbol")
+
+    def __init__(self, kind: str, symbol: str | None, signature: str) -> None:
+        self.kind = kind
+        self.symbol = symbol
+        self.signature = signature
+
+
+# Items, in document order:
+#   ("u", start, end, kind, symbol): a whole definition that fits in one chunk
+#   ("f", start, end, owner, node, header, depth): lines of `owner` (None: top level)
+#   that are not definitions; `node` lets an oversized item be split along its children.
+Item = tuple[Any, ...]
+Resolved = tuple[Def, str | None, Any]
+
+
+class _Tree:
+    def __init__(self, spec: LanguageSpec, lines: list[str], cum: list[int]) -> None:
+        self.spec = spec
+        self.lines = lines
+        self.cum = cum
+        self.items: list[Item] = []
+        self.last = len(lines) - 1
+        self.namers = _NAMERS.get(spec.grammar, {})
+        self.hook = _HOOKS.get(spec.grammar)
+
+    def pieces(self, text: str) -> list[list[Any]] | None:
+        source = text.encode("utf-8", "surrogatepass")
+        parser = _parser(self.spec.grammar)
+        if len(source) < PARSE_BUDGET_MIN_BYTES:
+            tree = parser.parse(source)
+        else:
+            # Thread CPU time, not wall time: a busy machine must not change the result.
+            deadline = (
+                time.thread_time() + PARSE_BUDGET_S + PARSE_BUDGET_S_PER_MB * len(source) / 1e6
+            )
+            try:
+                tree = parser.parse(
+                    lambda offset, _point: source[offset : offset + 65536],
+                    progress_callback=lambda _offset, _has_error: time.thread_time() > deadline,
+                )
+            except ValueError:  # tree-sitter's word for "cancelled"
+                log.info("parse over budget; using line windows")
+                return None
+        if tree is None:
+            return None
+        root = tree.root_node
+        if root.has_error and not self.spec.tolerate_errors:
+            if root.type == "ERROR":
+                return None
+            bad = 0
+            for child in root.children:
+                if child.type == "ERROR":
+                    s, e = _rows(child, self.last)
+                    bad += e - s + 1
+            if bad > ERROR_FALLBACK_RATIO * len(self.lines):
+                return None
+        self._walk(root.children, None, None, 0, 0)
+        return self._pack()
+
+    # -- sizes --------------------------------------------------------------------
+    def _fits(self, s: int, e: int, max_lines: int) -> bool:
+        return e - s < max_lines and self.cum[e + 1] - self.cum[s] <= MAX_UNIT_CHARS
+
+    def _trivial(self, s: int, e: int) -> bool:
+        if e - s > 2:
+            return False
+        return all(_TRIVIAL_LINE.fullmatch(self.lines[r]) for r in range(s, e + 1))
+
+    # -- definitions --------------------------------------------------------------
+    def _resolve(self, node: Any, depth: int = 0) -> Resolved | None:
+        t = node.type
+        d = self.spec.defs.get(t)
+        if d is not None:
+            namer = self.namers.get(t)
+            if namer is not None:
+                name, kind = namer(node)
+                if name is None and kind == "":
+                    return None  # the namer says this is not a definition after all
+                if kind:
+                    d = Def(kind, d.container, d.scoped)
+                return d, name, node
+            return d, self._name(node), node
+        if t in self.spec.wrappers and depth < 3:
+            for child in reversed(node.named_children):
+                found = self._resolve(child, depth + 1)
+                if found is not None:
+                    return found
+            return None
+        if self.hook is not None:
+            return self.hook(node)
+        return None
+
+    def _name(self, node: Any) -> str | None:
+        name = node.child_by_field_name("name")
+        if name is None and self.spec.name_types:
+            for child in node.named_children:
+                if child.type in self.spec.name_types:
+                    name = child
+                    break
+        text = _text(name)
+        if text and text[0] in "'\"":  # TypeScript `declare module "x"`
+            text = text.strip("'\"") or None
+        return _dotted(text)  # Ruby `class A::B`, C++ `namespace a::b`
+
+    def _body(self, decl: Any) -> Any | None:
+        body = decl.child_by_field_name("body")
+        if body is None and self.spec.body_types:
+            for child in decl.children:
+                if child.type in self.spec.body_types:
+                    return child
+        return body
+
+    def _header_end(self, decl_start: int, body: Any) -> int:
+        """Last row of a definition's header: the row before its body, or the body's
+        first row when the body starts mid-line (`def f(): ...`, `fn f() {`)."""
+        br, bc = body.start_point
+        line = self.lines[br] if br < len(self.lines) else ""
+        before = line[:bc] if line.isascii() else line.encode("utf-8", "surrogatepass")[:bc]
+        end = br if before.strip() else br - 1
+        return max(end, decl_start)
+
+    def _signature(self, decl: Any, body: Any | None) -> str:
+        s = decl.start_point[0]
+        e = self._header_end(s, body) if body is not None else s
+        e = min(e, s + SIGNATURE_MAX_LINES - 1, len(self.lines) - 1)
+        return "\n".join(self.lines[s : e + 1])
+
+    # -- the walk -----------------------------------------------------------------
+    def _attachable(self, node: Any) -> bool:
+        prefixes = self.spec.attach_prefixes
+        if prefixes and node.type != "comment":
+            return (node.text or b"").startswith(prefixes)
+        return True
+
+    def _walk(
+        self, nodes: Sequence[Any], owner: _Owner | None, scope: str | None, depth: int, tdepth: int
+    ) -> None:
+        items = self.items
+        spec = self.spec
+        last = self.last
+        pend_s = pend_e = -1  # comments/attributes waiting for the definition below them
+        prev_end = -1
+        for node in nodes:
+            t = node.type
+            sr, er = _rows(node, last)
+            if t in spec.transparent and tdepth < _MAX_TRANSPARENT_DEPTH:
+                if pend_s >= 0:
+                    items.append(("f", pend_s, pend_e, owner, None, False, 0))
+                    pend_s = -1
+                self._walk(node.children, owner, scope, depth, tdepth + 1)
+                prev_end = er
+                continue
+            if t in spec.attach and sr > prev_end and self._attachable(node):
+                if pend_s >= 0 and sr > pend_e + 1:
+                    items.append(("f", pend_s, pend_e, owner, None, False, 0))
+                    pend_s = -1
+                if pend_s < 0:
+                    pend_s = sr
+                pend_e = prev_end = er
+                continue
+            found = self._resolve(node) if node.is_named else None
+            start = sr
+            if pend_s >= 0:
+                if found is not None and sr <= pend_e + 1:
+                    start = pend_s
+                else:
+                    items.append(("f", pend_s, pend_e, owner, None, False, 0))
+                pend_s = -1
+            if found is None:
+                items.append(("f", sr, er, owner, node, False, 0))
+            else:
+                self._unit(found, start, er, owner, scope, depth)
+            prev_end = er
+        if pend_s >= 0:
+            items.append(("f", pend_s, pend_e, owner, None, False, 0))
+
+    def _unit(
+        self,
+        found: Resolved,
+        start: int,
+        end: int,
+        owner: _Owner | None,
+        scope: str | None,
+        depth: int,
+    ) -> None:
+        d, name, decl = found
+        kind = d.kind
+        if kind == "function" and owner is not None and owner.kind in _METHOD_OWNERS:
+            kind = "method"
+        symbol = f"{scope}.{name}" if scope and name else (name or scope)
+        items = self.items
+        if d.container and depth < MAX_NESTING:
+            body = self._body(decl)
+            if body is None:
+                if not d.scoped:  # `namespace App;` names the file, it is not a unit
+                    items.append(("f", start, end, owner, decl, False, 0))
+                    return
+            else:
+                inner = _Owner(kind, symbol, self._signature(decl, body))
+                header_end = self._header_end(decl.start_point[0], body)
+                items.append(("f", start, header_end, inner, None, True, 0))
+                self._walk(body.children, inner, symbol if d.scoped else scope, depth + 1, 0)
+                body_end = _rows(body, self.last)[1]
+                if end > body_end:
+                    items.append(("f", body_end + 1, end, inner, None, False, 0))
+                return
+        if self._fits(start, end, MAX_UNIT_LINES):
+            items.append(("u", start, end, kind, symbol))
+            return
+        body = self._body(decl)
+        big = _Owner(kind, symbol, self._signature(decl, body))
+        if body is None:
+            items.append(("f", start, end, big, decl, True, 0))
+            return
+        items.append(("f", start, self._header_end(decl.start_point[0], body), big, None, True, 0))
+        for child in body.children:
+            s, e = _rows(child, self.last)
+            items.append(("f", s, e, big, child, False, 0))
+        body_end = _rows(body, self.last)[1]
+        if end > body_end:
+            items.append(("f", body_end + 1, end, big, None, False, 0))
+
+    # -- packing items into pieces ------------------------------------------------
+    def _pack(self) -> list[list[Any]]:
+        pieces: list[list[Any]] = []
+        # the open group: [owner, start, end, has_header]
+        group: list[Any] | None = None
+        last_end = -1
+
+        def close() -> None:
+            nonlocal group
+            if group is None:
+                return
+            owner, s, e, header = group
+            group = None
+            if not header and pieces and self._trivial(s, e):
+                pieces[-1][1] = max(pieces[-1][1], e)
+                return
+            if owner is None:
+                pieces.append([s, e, "block", None, None])
+            else:
+                pieces.append([s, e, owner.kind, owner.symbol, None if header else owner.signature])
+
+        stack = self.items[::-1]
+        while stack:
+            item = stack.pop()
+            if item[0] == "u":
+                _, s, e, kind, symbol = item
+                close()
+                if e <= last_end:
+                    continue  # wholly on lines already taken (`class A {} class B {}`)
+                pieces.append([s, e, kind, symbol, None])
+                last_end = e
+                continue
+            _, s, e, owner, node, header, depth = item
+            if s <= last_end:
+                s = last_end + 1
+                if s > e:
+                    continue
+            limit = MAX_BLOCK_LINES if owner is None else MAX_UNIT_LINES
+            if group is not None and group[0] is owner:
+                if self._fits(group[1], e, limit) or self._trivial(s, e):
+                    group[2] = e
+                    group[3] = group[3] or header
+                    last_end = e
+                    continue
+                close()
+            elif group is not None:
+                close()
+            if self._fits(s, e, limit):
+                group = [owner, s, e, header]
+                last_end = e
+                continue
+            # Too big for one chunk: split along the node's children, or by lines.
+            children: Sequence[Any] = (
+                node.children if node is not None and depth < _MAX_SPLIT_DEPTH else ()
+            )
+            if len(children) > 1 or (children and _rows(children[0], self.last) != (s, e)):
+                subs: list[Item] = []
+                for i, child in enumerate(children):
+                    cs, ce = _rows(child, self.last)
+                    if i == 0:
+                        cs = s
+                    subs.append(("f", cs, ce, owner, child, header and i == 0, depth + 1))
+                if subs and subs[-1][2] < e:
+                    subs.append(("f", subs[-1][2] + 1, e, owner, None, False, depth + 1))
+                stack.extend(reversed(subs))
+                continue
+            if len(children) == 1:
+                stack.append(("f", s, e, owner, children[0], header, depth + 1))
+                continue
+            for i, (ws, we) in enumerate(
+                _windows(self.lines, self.cum, s, e, limit, MAX_UNIT_CHARS, 0)
+            ):
+                close()
+                group = [owner, ws, we, header and i == 0]
+                last_end = we
+        close()
+        return pieces
+
+
+# --- per-grammar naming ---------------------------------------------------------------
+# A namer returns (name, kind override); ("", ...) is not used; (None, "") means "not a
+# definition after all".
+
+Namer = Callable[[Any], tuple[str | None, str | None]]
+
+
+def _dotted(name: str | None) -> str | None:
+    return name.replace("::", ".").replace(":", ".") if name else name
+
+
+def _c_function(node: Any) -> tuple[str | None, str | None]:
+    d = node.child_by_field_name("declarator")
+    for _ in range(10):
+        if d is None:
+            return None, None
+        if d.type in (
+            "identifier",
+            "field_identifier",
+            "type_identifier",
+            "destructor_name",
+            "operator_name",
+            "primitive_type",
+        ):
+            return _text(d), None
+        if d.type in ("qualified_identifier", "template_function"):
+            name = _text(d)
+            return _dotted(name), ("method" if name and "::" in name else None)
+        nxt = d.child_by_field_name("declarator")
+        d = nxt if nxt is not None else (d.named_children[-1] if d.named_child_count else None)
+    return None, None
+
+
+def _c_record(node: Any) -> tuple[str | None, str | None]:
+    # `struct foo x;` uses a struct without defining one; only bodies make a unit.
+    if node.child_by_field_name("body") is None:
+        return None, ""
+    return _text(node.child_by_field_name("name")), None
+
+
+def _go_method(node: Any) -> tuple[str | None, str | None]:
+    name = _text(node.child_by_field_name("name"))
+    recv = node.child_by_field_name("receiver")
+    rtype = None
+    if recv is not None:
+        for param in recv.named_children:
+            rtype = _text(param.child_by_field_name("type"))
+            if rtype:
+                rtype = rtype.lstrip("*").split("[", 1)[0].strip()
+                break
+    return (f"{rtype}.{name}" if rtype and name else name), None
+
+
+def _go_type(node: Any) -> tuple[str | None, str | None]:
+    for spec in node.named_children:
+        if spec.type in ("type_spec", "type_alias"):
+            typ = spec.child_by_field_name("type")
+            kind = "interface" if typ is not None and typ.type == "interface_type" else None
+            return _text(spec.child_by_field_name("name")), kind
+    return None, None
+
+
+def _rust_impl(node: Any) -> tuple[str | None, str | None]:
+    name = _text(node.child_by_field_name("type"))
+    return (name.split("<", 1)[0].strip() if name else None), None
+
+
+def _lua_function(node: Any) -> tuple[str | None, str | None]:
+    name = _text(node.child_by_field_name("name"))
+    return _dotted(name), ("method" if name and ":" in name else None)
+
+
+def _kotlin_class(node: Any) -> tuple[str | None, str | None]:
+    kind = None
+    name = None
+    for child in node.children:
+        if child.type == "interface":
+            kind = "interface"
+        elif child.type in ("type_identifier", "simple_identifier"):
+            name = _text(child)
+            break
+    return name, kind
+
+
+def _swift_class(node: Any) -> tuple[str | None, str | None]:
+    decl_kind = node.child_by_field_name("declaration_kind")
+    word = decl_kind.type if decl_kind is not None else "class"
+    kind = {"struct": "type", "enum": "type", "extension": "impl"}.get(word)
+    return _text(node.child_by_field_name("name")), kind
+
+
+def _named(fixed: str) -> Namer:
+    return lambda node: (fixed, None)
+
+
+_C_NAMERS: dict[str, Namer] = {
+    "function_definition": _c_function,
+    "type_definition": _c_function,
+    "struct_specifier": _c_record,
+    "union_specifier": _c_record,
+    "enum_specifier": _c_record,
+    "class_specifier": _c_record,
+}
+_NAMERS: dict[str, dict[str, Namer]] = {
+    "c": _C_NAMERS,
+    "cpp": _C_NAMERS,
+    "go": {"method_declaration": _go_method, "type_declaration": _go_type},
+    "rust": {"impl_item": _rust_impl},
+    "lua": {
+        "function_declaration": _lua_function,
+        "local_function": _lua_function,
+        "function_definition_statement": _lua_function,
+    },
+    "kotlin": {"class_declaration": _kotlin_class, "secondary_constructor": _named("constructor")},
+    "swift": {
+        "class_declaration": _swift_class,
+        "init_declaration": _named("init"),
+        "deinit_declaration": _named("deinit"),
+    },
+    "csharp": {"operator_declaration": _named("operator")},
+}
+
+# Definitions no node type names on its own: `const f = () => {}`, Elixir's `def`.
+_JS_FUNCTION_VALUES = frozenset(
+    {"arrow_function", "function_expression", "function", "generator_function"}
+)
+_JS_FN = Def("function")
+_JS_CLASS = Def("class", container=True)
+
+
+def _js_hook(node: Any) -> Resolved | None:
+    if node.type not in ("lexical_declaration", "variable_declaration"):
+        return None
+    declarators = [c for c in node.named_children if c.type == "variable_declarator"]
+    if len(declarators) != 1:
+        return None
+    value = declarators[0].child_by_field_name("value")
+    if value is None:
+        return None
+    name = _text(declarators[0].child_by_field_name("name"))
+    if value.type in _JS_FUNCTION_VALUES:
+        return _JS_FN, name, value
+    if value.type == "class":
+        return _JS_CLASS, name, value
+    return None
+
+
+_EX_MODULES = frozenset({b"defmodule", b"defprotocol", b"defimpl"})
+_EX_FUNCTIONS = frozenset(
+    {
+        b"def",
+        b"defp",
+        b"defmacro",
+        b"defmacrop",
+        b"defguard",
+        b"defguardp",
+        b"defdelegate",
+        b"defn",
+        b"defnp",
+    }
+)
+_EX_MODULE = Def("module", container=True)
+_EX_FUNCTION = Def("function")
+
+
+def _elixir_hook(node: Any) -> Resolved | None:
+    if node.type != "call":
+        return None
+    target = node.child_by_field_name("target")
+    if target is None or target.type != "identifier":
+        return None
+    word = target.text
+    if word not in _EX_MODULES and word not in _EX_FUNCTIONS:
+        return None
+    first = None
+    for child in node.named_children:
+        if child.type == "arguments":
+            first = child.named_children[0] if child.named_child_count else None
+            break
+    if word in _EX_MODULES:
+        return _EX_MODULE, _text(first), node
+    if first is not None and first.type == "binary_operator":  # `def f(x) when x > 0`
+        first = first.child_by_field_name("left")
+    if first is not None and first.type == "call":
+        first = first.child_by_field_name("target")
+    return _EX_FUNCTION, _text(first), node
+
+
+_HOOKS: dict[str, Callable[[Any], Resolved | None]] = {
+    "javascript": _js_hook,
+    "typescript": _js_hook,
+    "tsx": _js_hook,
+    "elixir": _elixir_hook,
+}
