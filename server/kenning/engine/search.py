@@ -1,9 +1,15 @@
 """Queries over one index: lexical (FTS5 bm25), vector (cosine), hybrid (fusion).
 
-Hybrid fuses the two rankings with reciprocal rank fusion. Rank fusion needs
-no calibration between bm25 and cosine, which live on unrelated scales, and
-``tests/integration/test_search_quality.py`` checks that it beats either mode
-alone on MRR@10. Every hit carries ``explain``: its lexical rank and bm25, its
+Hybrid fuses the two candidate lists by relative score: bm25 and cosine live
+on unrelated scales, so each list is min-max scaled to [0, 1] within itself and
+the two are averaged. Unlike reciprocal rank fusion this keeps the margins: a
+chunk far ahead in one list is not overtaken by chunks that rank middling in
+both, which is what happens with OR-matched bm25 lists where many chunks share
+a common query word. On the quality corpus (``bench/bench_quality.py``) it
+lifts MRR@10 from 0.731 to 0.777 with line-window chunks and from 0.767 to
+0.817 with tree-sitter chunks, where plain RRF fell below vector search alone;
+``tests/integration/test_search_quality.py`` checks that hybrid beats either
+mode alone. Every hit carries ``explain``: its lexical rank and bm25, its
 vector rank and cosine similarity, so a surprising result can be understood.
 """
 
@@ -22,7 +28,9 @@ from kenning.engine.vectors import VectorIndex
 from kenning.errors import NeedsEmbeddingsError, UsageError
 
 MODES = ("hybrid", "vector", "lexical")
-RRF_K = 60
+# Weight of the vector list in hybrid fusion; 0.5 and 0.6 were best and about
+# equal on the quality corpus, 0.3 and 0.7 clearly worse.
+VECTOR_WEIGHT = 0.5
 SNIPPET_LINES = 8
 SNIPPET_CHARS = 400
 
@@ -79,14 +87,33 @@ def lexical_score(bm25: float) -> float:
     return x / (x + 5.0) if x > 0 else 0.0
 
 
-def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
-    """Reciprocal rank fusion scaled so a chunk first in every list scores 1.0."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, chunk_id in enumerate(ranking, start=1):
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (k + rank)
-    top = len(rankings) / (k + 1)
-    return {cid: s / top for cid, s in scores.items()}
+def _minmax(values: dict[int, float]) -> dict[int, float]:
+    """Scale to [0, 1] within the list; a list whose values are all equal scores 1.0."""
+    if not values:
+        return {}
+    lo, hi = min(values.values()), max(values.values())
+    span = hi - lo
+    if span <= 0:
+        return dict.fromkeys(values, 1.0)
+    return {cid: (v - lo) / span for cid, v in values.items()}
+
+
+def fuse(
+    lexical: Sequence[tuple[int, float]],
+    vector: Sequence[tuple[int, float]],
+    vector_weight: float = VECTOR_WEIGHT,
+) -> dict[int, float]:
+    """Relative score fusion of (chunk id, bm25) and (chunk id, cosine) lists.
+
+    Each list is min-max scaled within itself, then the two are blended with
+    ``vector_weight``. An empty list gives its weight to the other, so a chunk
+    at the top of every list that has answers scores 1.0.
+    """
+    lex = _minmax({cid: -bm25 for cid, bm25 in lexical})
+    vec = _minmax(dict(vector))
+    w_vec = vector_weight if lex and vec else (1.0 if vec else 0.0)
+    w_lex = 1.0 - w_vec
+    return {cid: w_lex * lex.get(cid, 0.0) + w_vec * vec.get(cid, 0.0) for cid in lex.keys() | vec}
 
 
 class Searcher:
@@ -136,10 +163,7 @@ class Searcher:
         elif mode == "vector":
             ranked = [(cid, max(0.0, sim)) for cid, sim in vector]
         else:
-            lists = [[cid for cid, _ in lexical]]
-            if vector:
-                lists.append([cid for cid, _ in vector])
-            fused = rrf(lists)
+            fused = fuse(lexical, vector)
             ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         ranked = ranked[:k]
         rows = self.store.chunk_rows([cid for cid, _ in ranked])
