@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="what the index holds and how it performs")
     _common(p)
+
+    p = sub.add_parser("lsp", help="the language server on stdio (or a TCP socket)")
+    p.add_argument("--tcp", action="store_true", help="serve on a TCP socket instead of stdio")
+    p.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logs in the log file")
     return parser
 
 
@@ -352,11 +358,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lsp(args: argparse.Namespace) -> int:
+    from kenning.lsp.server import run
+
+    return run(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "index": cmd_index,
     "search": cmd_search,
     "similar": cmd_similar,
     "status": cmd_status,
+    "lsp": cmd_lsp,
 }
 
 
