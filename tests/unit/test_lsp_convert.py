@@ -82,6 +82,7 @@ def test_lang_and_glob_take_a_string_or_a_list():
 
 def test_one_object_argument():
     assert convert.one_object("kenning.status", []) == {}
+    assert convert.one_object("kenning.status", [[]]) == {}  # Neovim's empty table
     assert convert.one_object("kenning.search", [{"query": "x"}]) == {"query": "x"}
     with pytest.raises(UsageError, match="takes one object argument"):
         convert.one_object("kenning.search", ["x"])

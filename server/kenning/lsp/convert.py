@@ -134,6 +134,8 @@ def one_object(command: str, args: Sequence[Any] | None) -> dict[str, Any]:
     """Commands take one JSON object; none at all means ``{}``."""
     if not args:
         return {}
+    if len(args) == 1 and args[0] == []:
+        return {}  # Lua clients encode an empty table {} as []
     if len(args) != 1 or not isinstance(args[0], dict):
         raise UsageError(f"{command} takes one object argument, e.g. {example(command)}")
     return args[0]
