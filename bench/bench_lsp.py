@@ -158,6 +158,11 @@ def choose_embedder(wanted: str) -> str:
 
 async def start(root: Path, cmd: list[str], env: dict[str, str]) -> tuple[LanguageClient, float]:
     client = make_test_lsp_client()
+
+    @client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
+    def accept(params: lsp.RegistrationParams) -> None:
+        return None  # like VS Code: the server asks it to watch files
+
     await client.start_io(*cmd, env=env)
     t0 = time.perf_counter()
     await client.initialize_session(

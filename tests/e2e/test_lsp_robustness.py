@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcException, JsonRpcRequestCancelled
 
 from .conftest import eventually, start_session, stop_session, uri, write_files
 
@@ -191,3 +193,31 @@ async def test_no_workspace_folder(tmp_path, kenning_home, caps):
         assert symbols == []
     finally:
         await stop_session(s)
+
+
+async def test_reindex_can_be_cancelled(started):
+    files = {f"many/m{i}.py": f"def many_{i}(x):\n    return x * {i}\n" for i in range(3000)}
+    s = await started(files)
+    params = lsp.ExecuteCommandParams(command="kenning.reindex", arguments=[{}])
+    pending = asyncio.ensure_future(
+        s.client.protocol.send_request_async(
+            lsp.WORKSPACE_EXECUTE_COMMAND, params, msg_id="reindex-1"
+        )
+    )
+    await asyncio.sleep(0.3)
+    s.client.protocol.notify(lsp.CANCEL_REQUEST, lsp.CancelParams(id="reindex-1"))
+    with pytest.raises(JsonRpcRequestCancelled):
+        await pending
+    # Still serving, and the first index carries on to the end.
+    status = await s.idle(timeout=60)
+    assert status["files"] == 3000
+
+
+async def test_server_exits_when_the_editor_vanishes(started):
+    s = await started(FILES)
+    await s.idle()
+    server = s.client._server
+    assert server is not None and server.stdin is not None
+    server.stdin.close()  # no shutdown, no exit: the editor crashed
+    assert await asyncio.wait_for(server.wait(), timeout=10) is not None
+    s.client.capabilities = None  # nothing left for the fixture to shut down

@@ -426,6 +426,12 @@ class KenningServer(LanguageServer):
 
     # -- shutting down -------------------------------------------------------------
 
+    def shutdown(self) -> None:
+        # Also reached when the client vanishes without shutdown/exit (stdin
+        # closed): stop indexing now rather than finish a long job first.
+        self.stop_work()
+        super().shutdown()
+
     def stop_work(self) -> None:
         """Stop watching and indexing and close the indexes; called on shutdown."""
         if self.closing:
