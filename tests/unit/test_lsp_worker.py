@@ -111,3 +111,16 @@ def test_close_refuses_new_work():
     with pytest.raises(RuntimeError):
         w.submit(lambda: 1).result(timeout=1)
     assert w.submit_long("x", lambda c: 1).future.exception(timeout=1) is not None
+
+
+def test_a_shared_job_runs_until_its_last_waiter_gives_up(worker):
+    gate = threading.Event()
+    worker.submit(gate.wait)
+    log: list[str] = []
+    first = worker.submit_long("refresh", resumable(5, log))
+    second = worker.submit_long("refresh", resumable(5, log))
+    assert first is second and first.owners == 2
+    second.release()  # one request cancelled: the other still wants the result
+    gate.set()
+    assert not first.future.result(timeout=5).cancelled
+    assert log[-1] == "long-done"

@@ -397,21 +397,25 @@ class KenningServer(LanguageServer):
         progress = IndexProgress(self, title)
         await progress.begin(f"{len(folders)} folder(s)")
         jobs = [self.refresh_job(f, progress) for f in folders]
-        cancel = [job.cancel_by_user for job in jobs]
-        progress.on_cancel(lambda: [c() for c in cancel])
+        # Cancelling the progress bar stops the indexing; cancelling a request
+        # only gives up this request's share of jobs others may wait on too.
+        progress.on_cancel(lambda: [j.cancel_by_user() for j in jobs])
         reports: list[IndexReport] = []
         try:
             results = await asyncio.gather(
-                *(asyncio.wrap_future(j.future) for j in jobs), return_exceptions=True
+                *(asyncio.shield(asyncio.wrap_future(j.future)) for j in jobs),
+                return_exceptions=True,
             )
             for folder, result in zip(folders, results, strict=True):
-                if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    log.info("indexing %s was cancelled", folder.root)
+                elif isinstance(result, BaseException):
                     log.warning("indexing %s failed: %s", folder.root, result)
                 else:
                     reports.append(result)
         except asyncio.CancelledError:
-            for c in cancel:
-                c()
+            for job in jobs:
+                job.release()
             raise
         finally:
             files = sum(r.files for r in reports)

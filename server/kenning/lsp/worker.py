@@ -46,6 +46,14 @@ class LongJob:
     user_cancelled: bool = False
     started_at: float | None = None
     runs: int = 0
+    # How many requests wait on this job (submit_long shares a queued job).
+    owners: int = 1
+
+    def release(self) -> None:
+        """One waiter gives up (its request was cancelled); the last one stops the job."""
+        self.owners -= 1
+        if self.owners <= 0:
+            self.cancel_by_user()
 
     def cancel_by_user(self) -> None:
         """Stop for good (``$/cancelRequest``, a cancelled progress, shutdown)."""
@@ -79,6 +87,7 @@ class IndexWorker:
         with self._lock:
             job = self._queued.get(key)
             if job is not None:
+                job.owners += 1
                 return job
             job = LongJob(key, fn)
             if self._closed:
