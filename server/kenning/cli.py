@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     mp.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
     mp.add_argument("-q", "--quiet", action="store_true", help="no progress or info logs")
+    p = sub.add_parser("lsp", help="the language server on stdio (or a TCP socket)")
+    p.add_argument("--tcp", action="store_true", help="serve on a TCP socket instead of stdio")
+    p.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logs in the log file")
     return parser
 
 
@@ -533,6 +538,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lsp(args: argparse.Namespace) -> int:
+    from kenning.lsp.server import run
+
+    return run(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "index": cmd_index,
     "search": cmd_search,
@@ -541,6 +552,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "templates": cmd_templates,
     "patterns": cmd_patterns,
     "models": cmd_models,
+    "lsp": cmd_lsp,
 }
 
 

@@ -352,8 +352,9 @@ def content_skip_reason(rel: str, data: bytes) -> str | None:
     try:
         text_head = head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the 8 KiB boundary is fine.
-        if exc.start < len(head) - 4:
+        # A multi-byte character cut at the 8 KiB boundary is fine; anywhere
+        # else, or in a file that ends within the head, it is not UTF-8.
+        if len(data) <= len(head) or exc.start < len(head) - 4:
             return "not_utf8"
         text_head = head[: exc.start].decode("utf-8")
     first = text_head[:600].lower().encode()

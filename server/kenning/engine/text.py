@@ -101,7 +101,8 @@ def query_terms(query: str) -> list[str]:
     terms: list[str] = []
     for word in _RUN.findall(query):
         for part in [word.lower(), *split_word(word)]:
-            if part not in terms and part not in STOPWORDS:
+            # One-letter fragments ("function's" -> "s") match everywhere.
+            if part not in terms and part not in STOPWORDS and len(part) > 1:
                 terms.append(part)
     if not terms:
         # A query made only of stopwords still deserves an answer.

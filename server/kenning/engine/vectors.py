@@ -141,8 +141,9 @@ class VectorIndex:
 
     def pending(self, limit: int) -> list[tuple[int, str, str]]:
         """(chunk id, digest, text) of chunks still waiting for a vector."""
+        # Newest first: the code just edited is what the user searches next.
         rows = self.store.reader().execute(
-            "SELECT id, digest, text FROM chunks WHERE has_vector = 0 ORDER BY id LIMIT ?",
+            "SELECT id, digest, text FROM chunks WHERE has_vector = 0 ORDER BY id DESC LIMIT ?",
             (limit,),
         )
         return [(r[0], r[1], r[2]) for r in rows]

@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 EmbedderSource = Embedder | Callable[[], Embedder] | None
 
-EMBED_BATCH = 256
+# Small enough that a cancel (a newer edit) waits at most a second or two.
+EMBED_BATCH = 64
 COMMIT_MAX_FILES = 200
 COMMIT_EVERY_S = 0.5
 LATENCY_WINDOW = 500
@@ -288,9 +289,13 @@ class Index:
         if row is not None and row.hash == digest and row.skip_reason is None:
             self.store.touch_file(entry.rel, entry.size, entry.mtime_ns)
             return
-        self._write_text(
-            entry.rel, data.decode("utf-8"), entry.size, entry.mtime_ns, digest, report
-        )
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            # Bad bytes past the sniffed head: remember the file as unfit.
+            self.store.skip_file(entry.rel, entry.size, entry.mtime_ns, "not_utf8")
+            return
+        self._write_text(entry.rel, text, entry.size, entry.mtime_ns, digest, report)
 
     def _write_text(
         self, rel: str, text: str, size: int, mtime_ns: int, digest: str, report: IndexReport | None

@@ -1,0 +1,160 @@
+"""``workspace/executeCommand``: kenning.search, kenning.similar, kenning.reindex, kenning.status.
+
+Each command takes one JSON object (see CONTRACT.md) and checks it itself, so
+a wrong shape gets a one-line error naming the field instead of a converter
+traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from kenning.engine.search import SearchResult
+from kenning.errors import KenningError
+from kenning.lsp import convert, guard
+from kenning.lsp.server import KenningServer
+
+log = logging.getLogger(__name__)
+
+
+async def search(
+    ls: KenningServer, obj: dict[str, Any], default_k: int | None = None
+) -> dict[str, Any]:
+    """Search every folder and merge; shared by kenning.search and workspace/symbol."""
+    query = convert.get_query(obj)
+    k = convert.get_k(obj, default_k or ls.settings.search.k)
+    mode = convert.get_mode(obj, ls.settings.search.mode)
+    langs = convert.get_str_list(obj, "lang")
+    globs = convert.get_str_list(obj, "glob")
+    started = time.perf_counter()
+    indexes = await ls.ready_indexes()
+    answers = await asyncio.gather(
+        *(ls.in_query_thread(ix.search, query, k, mode, langs, globs) for ix in indexes),
+        return_exceptions=True,
+    )
+    results: list[SearchResult] = []
+    for index, answer in zip(indexes, answers, strict=True):
+        if isinstance(answer, KenningError):
+            if len(indexes) == 1:
+                raise answer
+            log.info("%s: %s", index.root, answer)
+        elif isinstance(answer, BaseException):
+            log.error("search in %s failed", index.root, exc_info=answer)
+            if len(indexes) == 1:
+                raise answer
+        else:
+            results.append(answer)
+    return _answer(query, results, k, started)
+
+
+def _answer(query: str, results: list[SearchResult], k: int, started: float) -> dict[str, Any]:
+    hits = convert.merge_hits([r.results for r in results], k)
+    out: dict[str, Any] = {
+        "query": query,
+        "results": convert.bounded([convert.hit_json(h) for h in hits]),
+        "took_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    if results:
+        out["mode"] = results[0].mode
+        out["complete"] = round(min(r.complete for r in results), 4)
+    notes = sorted({n for r in results for n in r.notes})
+    if notes:
+        out["notes"] = notes
+    out["hits"] = hits  # for workspace/symbol; removed before a command returns
+    return out
+
+
+async def similar(ls: KenningServer, obj: dict[str, Any]) -> dict[str, Any]:
+    uri, line, end_line = convert.get_location(obj)
+    k = convert.get_k(obj, ls.settings.search.k)
+    index, path = await ls.index_for(uri)
+    if ls.sync is not None:
+        # The chunk under the cursor must be the one in the buffer, not a stale one.
+        await ls.sync.flush_and_wait(uri)
+    started = time.perf_counter()
+    if ls.embedders.get_nowait() is None:
+        await ls.in_query_thread(ls.embedders.load)
+    result = await ls.in_query_thread(index.similar, path, line, k, end_line)
+    return _answer(result.query, [result], k, started)
+
+
+def register(server: KenningServer) -> None:
+    @server.command("kenning.search")
+    @guard.request("kenning.search")
+    async def cmd_search(ls: KenningServer, *args: Any) -> dict[str, Any]:
+        out = await search(ls, convert.one_object("kenning.search", args))
+        out.pop("hits")
+        return out
+
+    @server.command("kenning.similar")
+    @guard.request("kenning.similar")
+    async def cmd_similar(ls: KenningServer, *args: Any) -> dict[str, Any]:
+        out = await similar(ls, convert.one_object("kenning.similar", args))
+        out.pop("hits")
+        return out
+
+    @server.command("kenning.reindex")
+    @guard.request("kenning.reindex")
+    async def cmd_reindex(ls: KenningServer, *args: Any) -> dict[str, Any]:
+        convert.one_object("kenning.reindex", args)
+        if not ls.folders:
+            raise KenningError("no workspace folder is open: nothing to index")
+        started = time.perf_counter()
+        task = ls.start_refresh("kenning: reindexing")
+        ls.on_cancel(task.cancel)
+        try:
+            reports = await task
+        finally:
+            ls.done_with_request()
+        if not reports:
+            raise KenningError("indexing failed in every folder; see the log")
+        return {
+            "files": sum(r.files for r in reports),
+            "chunks": sum(r.chunks for r in reports),
+            "changed": sum(r.changed for r in reports),
+            "embedded": sum(r.embedded for r in reports),
+            "pending": sum(r.pending for r in reports),
+            "cancelled": any(r.cancelled for r in reports),
+            "took_s": round(time.perf_counter() - started, 3),
+        }
+
+    @server.command("kenning.status")
+    @guard.request("kenning.status")
+    async def cmd_status(ls: KenningServer, *args: Any) -> dict[str, Any]:
+        convert.one_object("kenning.status", args)
+        return await status(ls)
+
+
+async def status(ls: KenningServer) -> dict[str, Any]:
+    folders: list[dict[str, Any]] = []
+    for folder in list(ls.folders.values()):
+        try:
+            index = await ls.wait_ready(folder)
+            folders.append(await ls.in_query_thread(index.status))
+        except KenningError as exc:
+            folders.append({"root": str(folder.root), "error": str(exc)})
+    ok = [f for f in folders if "error" not in f]
+    embedder = ls.embedders.get_nowait()
+    lat = [f["metrics"]["query_ms_p95"] for f in ok if f["metrics"].get("query_ms_p95")]
+    return {
+        "files": sum(f["files"] for f in ok),
+        "chunks": sum(f["chunks"] for f in ok),
+        "embedded": sum(f["embedded"] for f in ok),
+        "pending": sum(f["pending"] for f in ok),
+        "skipped": sum(f["skipped"] for f in ok),
+        "model": embedder.model_id if embedder else None,
+        "device": embedder.device if embedder else None,
+        "model_error": ls.embedders.error,
+        "metrics": {
+            "index_bytes": sum(f["metrics"]["index_bytes"] for f in ok),
+            "queries": sum(f["metrics"]["queries"] for f in ok),
+            "query_ms_p95": max(lat) if lat else None,
+            "indexing": ls.worker.running() or ("starting" if ls.refreshing else None),
+            "queued": ls.worker.queued(),
+            "watching": ls.watching.mode if ls.watching is not None else "none",
+        },
+        "folders": folders,
+    }
