@@ -49,16 +49,21 @@ def main() -> None:
         os.environ["KENNING_HOME"] = str(Path(tmp) / "home")
         corpus = args.corpus or build_corpus(Path(tmp) / "corpus", args.files)
         print(f"corpus ready: {corpus}", file=sys.stderr)
-        index = Index(corpus)
-        t = time.perf_counter()
-        cold = index.refresh(embed=False)
-        cold_s = time.perf_counter() - t
+        cold = {}
+        for workers in (1, os.cpu_count() or 1):
+            os.environ["KENNING_HOME"] = str(Path(tmp) / f"home-{workers}")
+            index = Index(corpus, workers=workers)
+            t = time.perf_counter()
+            report = index.refresh(embed=False)
+            cold[workers] = (time.perf_counter() - t, report)
+            if workers == 1:
+                index.close()
         noops = []
         for _ in range(3):
             t = time.perf_counter()
-            report = index.refresh(embed=False)
+            noop = index.refresh(embed=False)
             noops.append(time.perf_counter() - t)
-            assert report.changed == 0
+            assert noop.changed == 0
         victim = next(p for p in sorted(corpus.rglob("*.py")))
         victim.write_text(victim.read_text() + "\n\ndef added_by_benchmark():\n    return 1\n")
         t = time.perf_counter()
@@ -66,14 +71,21 @@ def main() -> None:
         edit_s = time.perf_counter() - t
         size = index.store.size_bytes()
         index.close()
+    first = cold[1][1]
     print(
         json.dumps(
             {
-                "files": cold.files,
-                "chunks": cold.chunks,
-                "skipped": cold.skipped,
-                "cold_scan_chunk_s": round(cold_s, 3),
-                "cold_files_per_s": round(cold.files / cold_s, 1),
+                "files": first.files,
+                "chunks": first.chunks,
+                "skipped": first.skipped,
+                "cold": {
+                    f"workers_{w}": {
+                        "s": round(s, 3),
+                        "files_per_s": round(r.files / s, 1),
+                        "chunks_per_s": round(r.chunks / s, 1),
+                    }
+                    for w, (s, r) in cold.items()
+                },
                 "noop_reindex_s": round(min(noops), 3),
                 "noop_reindex_s_max": round(max(noops), 3),
                 "one_file_edit_s": round(edit_s, 3),

@@ -197,7 +197,8 @@ def _indexes(args: argparse.Namespace, embed: bool = True) -> Iterator[list[Any]
     opened: list[Any] = []
     try:
         for root in _roots(args):
-            index = Index(root, settings, embedder=factory)
+            # A terminal run has the machine to itself: chunk on every core.
+            index = Index(root, settings, embedder=factory, workers=os.cpu_count() or 1)
             if index.rebuilt:
                 log.warning("%s: the index was damaged and has been rebuilt", root)
             opened.append(index)

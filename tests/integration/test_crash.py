@@ -77,3 +77,20 @@ def test_sigkill_midway_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -
     got, want = snapshot(work), snapshot(clean)
     assert len(got) == len(want)
     assert got == want
+
+
+def test_worker_processes_build_the_same_index_as_inline(tmp_path: Path, monkeypatch) -> None:
+    work = tmp_path / "ws"
+    make_corpus(work, 600)
+    (work / "pkg0" / "bad.py").write_bytes(b"x = '\xe9'\n")  # skipped, not fatal, in a worker too
+    monkeypatch.setenv("KENNING_HOME", str(tmp_path / "home-inline"))
+    inline = Index(work, workers=1)
+    inline.refresh(embed=False)
+    inline.close()
+    want = snapshot(work)
+    monkeypatch.setenv("KENNING_HOME", str(tmp_path / "home-workers"))
+    parallel = Index(work, workers=2)
+    report = parallel.refresh(embed=False)
+    assert report.files == 600 and report.skip_reasons.get("not_utf8") == 1
+    parallel.close()
+    assert snapshot(work) == want

@@ -207,28 +207,43 @@ class Store:
         content_hash: str,
         language: str,
         chunks: Sequence[Chunk],
+        fts: Sequence[tuple[str, str]] | None = None,
     ) -> None:
-        """Replace a file's chunks and FTS rows in one transaction."""
+        """Replace a file's chunks and FTS rows in one transaction.
+
+        ``fts`` holds each chunk's (symbol, body) as the FTS index takes them,
+        when a worker process has already computed them.
+        """
+        if fts is None:
+            fts = [(fts_symbol(ch.symbol or ""), fts_text(ch.text)) for ch in chunks]
         with self.write() as db:
+            existed = db.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
             file_id = self._upsert_file(db, path, language, size, mtime_ns, content_hash, None)
-            # Chunks whose text did not change keep their vectors: an edit to
-            # one function re-embeds that function only.
-            kept = {
-                r[0]: (r[1], r[2])
-                for r in db.execute(
-                    "SELECT c.digest, v.bits, v.vec FROM chunks c JOIN vectors v"
-                    " ON v.chunk_id = c.id WHERE c.file_id = ?",
-                    (file_id,),
-                )
-            }
-            self._delete_chunks(db, [file_id])
-            for ord_, ch in enumerate(chunks):
-                db.execute(
-                    "INSERT INTO chunks(file_id, ord, start_line, end_line, kind, symbol,"
-                    " language, digest, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            kept: dict[str, tuple[bytes, bytes]] = {}
+            if existed is not None:
+                # Chunks whose text did not change keep their vectors: an edit to
+                # one function re-embeds that function only.
+                kept = {
+                    r[0]: (r[1], r[2])
+                    for r in db.execute(
+                        "SELECT c.digest, v.bits, v.vec FROM chunks c JOIN vectors v"
+                        " ON v.chunk_id = c.id WHERE c.file_id = ?",
+                        (file_id,),
+                    )
+                }
+                self._delete_chunks(db, [file_id])
+            # Explicit ids let one executemany insert a file's chunks and their
+            # FTS rows (ids stay above every id ever used: AUTOINCREMENT).
+            base = self._next_chunk_id(db)
+            ids = range(base, base + len(chunks))
+            db.executemany(
+                "INSERT INTO chunks(id, file_id, ord, start_line, end_line, kind, symbol,"
+                " language, digest, text, has_vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
+                        cid,
                         file_id,
-                        ord_,
+                        n,
                         ch.start_line,
                         ch.end_line,
                         ch.kind,
@@ -236,20 +251,31 @@ class Store:
                         ch.language,
                         ch.digest,
                         ch.text,
-                    ),
-                )
-                chunk_id = db.last_insert_rowid()
-                if ch.digest in kept:
-                    bits, vec = kept[ch.digest]
-                    db.execute(
-                        "INSERT INTO vectors(chunk_id, bits, vec) VALUES (?, ?, ?)",
-                        (chunk_id, bits, vec),
+                        int(ch.digest in kept),
                     )
-                    db.execute("UPDATE chunks SET has_vector = 1 WHERE id = ?", (chunk_id,))
-                db.execute(
-                    "INSERT INTO chunks_fts(rowid, symbol, body, path) VALUES (?, ?, ?, ?)",
-                    (chunk_id, fts_symbol(ch.symbol or ""), fts_text(ch.text), path),
+                    for n, (cid, ch) in enumerate(zip(ids, chunks, strict=True))
+                ],
+            )
+            db.executemany(
+                "INSERT INTO chunks_fts(rowid, symbol, body, path) VALUES (?, ?, ?, ?)",
+                [(cid, sym, body, path) for cid, (sym, body) in zip(ids, fts, strict=True)],
+            )
+            if kept:
+                db.executemany(
+                    "INSERT INTO vectors(chunk_id, bits, vec) VALUES (?, ?, ?)",
+                    [
+                        (cid, *kept[ch.digest])
+                        for cid, ch in zip(ids, chunks, strict=True)
+                        if ch.digest in kept
+                    ],
                 )
+
+    def _next_chunk_id(self, db: apsw.Connection) -> int:
+        row = db.execute(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'chunks'), 0),"
+            " coalesce((SELECT max(id) FROM chunks), 0))"
+        ).fetchone()
+        return int(row[0]) + 1
 
     def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
         """Same content, new stat: remember the stat so the next run skips the read."""

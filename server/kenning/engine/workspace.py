@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import re
 import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,8 @@ from kenning.engine.scan import FileEntry, Scanner, compile_globs, content_skip_
 from kenning.engine.search import Searcher, SearchResult, to_hit
 from kenning.engine.store import ChunkRow, FileRow, Store
 from kenning.engine.templates import TemplateLibrary, TemplateMatch
+from kenning.engine.text import fts_symbol, fts_text
+from kenning.engine.types import Chunk
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.errors import (
     IndexCorruptError,
@@ -52,6 +56,8 @@ EmbedderSource = Embedder | Callable[[], Embedder] | None
 EMBED_BATCH = 64
 COMMIT_MAX_FILES = 200
 COMMIT_EVERY_S = 0.5
+# Worker processes pay for themselves (start-up, imports) only on big runs.
+PARALLEL_MIN_FILES = 256
 LATENCY_WINDOW = 500
 
 
@@ -95,6 +101,57 @@ class IndexReport:
         }
 
 
+@dataclass
+class Prepared:
+    """One file read, checked and chunked, ready to write (or to skip)."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+    action: str  # "write", "skip", "touch" or "error"
+    reason: str | None = None
+    digest: str | None = None
+    language: str | None = None
+    chunks: list[Chunk] = field(default_factory=list)
+    fts: list[tuple[str, str]] = field(default_factory=list)
+
+
+def prepare_file(rel: str, path: str, size: int, mtime_ns: int, known_hash: str | None) -> Prepared:
+    """Everything about a file that needs no index: runs in a worker process too."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return Prepared(rel, size, mtime_ns, "error", reason=str(exc.strerror or exc))
+    reason = content_skip_reason(rel, data)
+    if reason is not None:
+        return Prepared(rel, size, mtime_ns, "skip", reason=reason)
+    digest = xxhash.xxh3_64_hexdigest(data)
+    if known_hash == digest:
+        return Prepared(rel, size, mtime_ns, "touch", digest=digest)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Bad bytes past the sniffed head: remember the file as unfit.
+        return Prepared(rel, size, mtime_ns, "skip", reason="not_utf8")
+    return prepare_text(rel, text, size, mtime_ns, digest)
+
+
+def prepare_text(rel: str, text: str, size: int, mtime_ns: int, digest: str) -> Prepared:
+    try:
+        language = chunking.detect_language(rel, text[:200].partition("\n")[0]) or "text"
+        chunks = chunking.chunk_text(rel, text, language)
+    except Exception as exc:  # a chunker bug must cost one file, never the run
+        log.warning("chunking %s failed: %s", rel, exc)
+        log.debug("chunker traceback", exc_info=True)
+        return Prepared(rel, size, mtime_ns, "error", reason=f"could not be chunked ({exc})")
+    fts = [(fts_symbol(c.symbol or ""), fts_text(c.text)) for c in chunks]
+    return Prepared(rel, size, mtime_ns, "write", None, digest, language, chunks, fts)
+
+
+def _prepare_args(args: tuple[str, str, int, int, str | None]) -> Prepared:
+    return prepare_file(*args)
+
+
 def index_path(root: Path, home: Path | None = None) -> Path:
     """Where the index of ``root`` lives: one folder per absolute root path."""
     home = home or kenning_home()
@@ -126,6 +183,7 @@ class Index:
         settings: Settings | None = None,
         embedder: EmbedderSource = None,
         home: Path | None = None,
+        workers: int = 1,
     ) -> None:
         root = Path(root).expanduser()
         if not root.exists():
@@ -135,6 +193,8 @@ class Index:
         self.root = root.resolve()
         self.settings = settings or Settings()
         self.home = home or kenning_home()
+        # Processes that read and chunk files on a big cold run; 1 keeps it inline.
+        self.workers = max(1, workers)
         self.scanner = Scanner(
             self.root,
             exclude=self.settings.exclude,
@@ -253,17 +313,19 @@ class Index:
         gone = [p for p in known if p not in seen and p not in self._buffers]
         report.deleted = self.store.delete_files(gone)
         done = 0
+        prepared = self._prepared(todo, cancel)
         while done < len(todo):
             if cancel is not None and cancel.is_set():
+                prepared.close()
                 raise Cancelled
             # Several whole files per transaction: each file is still all or
             # nothing, and FTS5 pays its per-commit segment flush once.
             deadline = time.perf_counter() + COMMIT_EVERY_S
             with self.store.write():
-                for entry, row in todo[done : done + COMMIT_MAX_FILES]:
-                    self._index_entry(entry, row, report)
+                for prep in prepared:
+                    self._apply(prep, report)
                     done += 1
-                    if time.perf_counter() > deadline:
+                    if done % COMMIT_MAX_FILES == 0 or time.perf_counter() > deadline:
                         break
             if progress:
                 progress("chunk", done, len(todo))
@@ -276,42 +338,65 @@ class Index:
         self.store.set_meta("skip_reasons", json.dumps(reasons))
 
     def _index_entry(self, entry: FileEntry, row: FileRow | None, report: IndexReport) -> None:
-        try:
-            data = entry.path.read_bytes()
-        except OSError as exc:
-            report.errors.append(f"{entry.rel}: {exc.strerror or exc}")
-            return
-        reason = content_skip_reason(entry.rel, data)
-        if reason is not None:
-            self.store.skip_file(entry.rel, entry.size, entry.mtime_ns, reason)
-            return
-        digest = xxhash.xxh3_64_hexdigest(data)
-        if row is not None and row.hash == digest and row.skip_reason is None:
-            self.store.touch_file(entry.rel, entry.size, entry.mtime_ns)
-            return
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            # Bad bytes past the sniffed head: remember the file as unfit.
-            self.store.skip_file(entry.rel, entry.size, entry.mtime_ns, "not_utf8")
-            return
-        self._write_text(entry.rel, text, entry.size, entry.mtime_ns, digest, report)
+        known = row.hash if row is not None and row.skip_reason is None else None
+        self._apply(
+            prepare_file(entry.rel, str(entry.path), entry.size, entry.mtime_ns, known), report
+        )
+
+    def _apply(self, prep: Prepared, report: IndexReport | None) -> None:
+        if prep.action == "error":
+            if report is not None:
+                report.errors.append(f"{prep.rel}: {prep.reason}")
+        elif prep.action == "skip":
+            self.store.skip_file(prep.rel, prep.size, prep.mtime_ns, prep.reason or "unfit")
+        elif prep.action == "touch":
+            self.store.touch_file(prep.rel, prep.size, prep.mtime_ns)
+        else:
+            assert prep.digest is not None and prep.language is not None
+            self.store.write_file(
+                prep.rel,
+                prep.size,
+                prep.mtime_ns,
+                prep.digest,
+                prep.language,
+                prep.chunks,
+                prep.fts,
+            )
+            if report is not None:
+                report.changed += 1
 
     def _write_text(
         self, rel: str, text: str, size: int, mtime_ns: int, digest: str, report: IndexReport | None
     ) -> None:
-        try:
-            language = chunking.detect_language(rel, text[:200].partition("\n")[0]) or "text"
-            chunks = chunking.chunk_text(rel, text, language)
-        except Exception as exc:  # a chunker bug must cost one file, never the run
-            log.warning("chunking %s failed: %s", rel, exc)
-            log.debug("chunker traceback", exc_info=True)
-            if report is not None:
-                report.errors.append(f"{rel}: could not be chunked ({exc})")
+        self._apply(prepare_text(rel, text, size, mtime_ns, digest), report)
+
+    def _prepared(
+        self, todo: list[tuple[FileEntry, FileRow | None]], cancel: threading.Event | None
+    ) -> Iterator[Prepared]:
+        """The files of ``todo`` prepared in order: in worker processes for a big cold run."""
+        args = [
+            (
+                e.rel,
+                str(e.path),
+                e.size,
+                e.mtime_ns,
+                r.hash if r is not None and r.skip_reason is None else None,
+            )
+            for e, r in todo
+        ]
+        workers = min(self.workers, len(todo) // PARALLEL_MIN_FILES)
+        if workers < 2:
+            for a in args:
+                yield prepare_file(*a)
             return
-        self.store.write_file(rel, size, mtime_ns, digest, language, chunks)
-        if report is not None:
-            report.changed += 1
+        # forkserver: the language server has threads, which fork would copy mid-flight.
+        ctx = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            try:
+                yield from pool.map(_prepare_args, args, chunksize=16)
+            finally:
+                if cancel is not None and cancel.is_set():
+                    pool.shutdown(cancel_futures=True)
 
     # -- editor buffers -----------------------------------------------------
 
