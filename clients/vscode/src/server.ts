@@ -149,7 +149,7 @@ export class ServerManager implements vscode.Disposable {
       this.log.level = levelForTrace(vscode.workspace.getConfiguration(SECTION).get("trace.server"));
     }
     if (needsRestart((s) => e.affectsConfiguration(s), SECTION)) {
-      this.log.info("Interpreter, model or device setting changed; restarting the server");
+      this.log.info("A setting the server reads only at start changed; restarting the server");
       void this.restart();
     } else if (affectsServer((s) => e.affectsConfiguration(s), SECTION) && this.client?.state === State.Running) {
       const settings = currentSettings();

@@ -166,7 +166,8 @@ function checkMatches(value: unknown): MatchTemplatesAnswer {
       return {
         id: m.id,
         name: typeof m.name === "string" ? m.name : m.id,
-        language: typeof m.language === "string" ? m.language : "",
+        // `languages` (a list) is the CLI's shape; take it too.
+        language: typeof m.language === "string" ? m.language : Array.isArray(m.languages) ? m.languages.filter((l) => typeof l === "string").join(", ") : "",
         score: typeof m.score === "number" ? m.score : 0,
         description: typeof m.description === "string" ? m.description : "",
       };

@@ -140,3 +140,11 @@ test("the target of the server's Find similar code action is read from its argum
   assert.equal(targetFromArgs([{ uri: "file:///w/a.ts", position: { line: "5" } }]), undefined);
   assert.equal(targetFromArgs([{ uri: "file:///w/a.ts", position }, {}]), undefined);
 });
+
+test("template matches in the CLI's shape (languages, a list) are read too", async () => {
+  const req = new FakeRequester(() => ({
+    matches: [{ id: "ts-retry", name: "fetch with retries", languages: ["typescript", "javascript"], score: 0.85, description: "d", why: "w" }],
+  }));
+  const answer = await new KenningServer(req).matchTemplates({ uri: "file:///w/a.ts", position: { line: 0, character: 0 } });
+  assert.deepEqual(answer.matches, [{ id: "ts-retry", name: "fetch with retries", language: "typescript, javascript", score: 0.85, description: "d" }]);
+});
