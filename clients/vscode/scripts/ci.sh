@@ -2,7 +2,8 @@
 # The VS Code extension's checks, as CI runs them: install from the lock file,
 # lint, type check, unit tests, bundle, package, and check the .vsix.
 # Run from anywhere; works in clients/vscode/. The end-to-end test against the
-# real server is separate (`npm run test:e2e`) because it needs Python.
+# real server is separate (`npm run test:e2e`) because it needs Python and the
+# kenning package installed; .ci/run runs it after this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

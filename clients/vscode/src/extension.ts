@@ -1,6 +1,7 @@
 /** Entry point: wires the commands, the status item and the server together. */
 import * as vscode from "vscode";
 import { COMMANDS, SECTION } from "./common/ids";
+import { reindexSummary } from "./common/format";
 import { levelForTrace, Logger } from "./common/log";
 import { searchCode } from "./search";
 import { ServerManager } from "./server";
@@ -39,17 +40,23 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         await notRunning();
         return;
       }
+      const controller = new AbortController();
       try {
         const answer = await vscode.window.withProgress(
-          { location: vscode.ProgressLocation.Notification, title: "Kenning: reindexing the workspace" },
-          () => server.reindex(),
+          { location: vscode.ProgressLocation.Notification, title: "Kenning: reindexing the workspace", cancellable: true },
+          (_progress, token) => {
+            token.onCancellationRequested(() => controller.abort());
+            return server.reindex(controller.signal);
+          },
         );
-        void vscode.window.showInformationMessage(
-          `Kenning: indexed ${answer.files} files, ${answer.chunks} chunks in ${answer.took_s.toFixed(1)} s.`,
-        );
+        void vscode.window.showInformationMessage(`Kenning: ${reindexSummary(answer)}.`);
       } catch (error) {
-        log.error("kenning.reindex failed", error);
-        void vscode.window.showErrorMessage(`Kenning: reindexing failed: ${errorText(error)}`);
+        if (controller.signal.aborted) {
+          void vscode.window.showInformationMessage("Kenning: reindexing cancelled; the index keeps what was done.");
+        } else {
+          log.error("kenning.reindex failed", error);
+          void vscode.window.showErrorMessage(`Kenning: reindexing failed: ${errorText(error)}`);
+        }
       }
       await servers.refreshStatus();
     },

@@ -58,7 +58,7 @@ export async function searchCode(deps: SearchDeps): Promise<void> {
     onResult: (text, answer) => {
       const parsed = parseQuery(text);
       const filters = [...(parsed.lang ? [`lang:${parsed.lang}`] : []), ...parsed.glob.map((g) => `glob:${g}`)];
-      pick.title = searchTitle(answer.results.length, answer.took_ms, filters);
+      pick.title = searchTitle(answer.results.length, answer.took_ms, filters, answer.notes);
       const roots = folders();
       // alwaysShow: the query is meaning, not characters; VS Code's own filter would hide results.
       pick.items = answer.results.map((result) => ({ ...resultFields(result, roots), alwaysShow: true, result }));

@@ -18,12 +18,13 @@ import {
 import { COMMANDS, SECTION, SERVER_COMMANDS } from "./common/ids";
 import { describe, resolveServer, sourceName, type Resolution } from "./common/interpreter";
 import { levelForTrace, type Logger } from "./common/log";
-import { KenningServer } from "./common/protocol";
+import { checkSearchAnswer, KenningServer, targetFromArgs } from "./common/protocol";
 import { RestartQueue } from "./common/restart";
 import { affectsServer, needsRestart, toServerSettings } from "./common/settings";
 import { singleTextEdit, toSnippet } from "./common/snippet";
 import { stateFromProgress, stateFromStatus, type IndexState } from "./common/status";
 import { installKenning, interpreterSetting, onDidChangePythonInterpreter, probes } from "./python";
+import { showSimilar } from "./similar";
 import { errorText } from "./ui";
 
 const POLL_INDEXING_MS = 2_000;
@@ -109,7 +110,8 @@ export class ServerManager implements vscode.Disposable {
       return;
     }
     try {
-      this.setState(stateFromStatus(await server.status()));
+      // While a $/progress bar is open, its percentage is the precise one.
+      this.setState(stateFromStatus(await server.status(), this.openProgress.size > 0 ? this._state : undefined));
     } catch (error) {
       this.log.error("kenning.status failed", error);
       this.setState({ kind: "error", message: `status failed: ${errorText(error)}` });
@@ -147,7 +149,7 @@ export class ServerManager implements vscode.Disposable {
       this.log.level = levelForTrace(vscode.workspace.getConfiguration(SECTION).get("trace.server"));
     }
     if (needsRestart((s) => e.affectsConfiguration(s), SECTION)) {
-      this.log.info("Interpreter, model or device setting changed; restarting the server");
+      this.log.info("A setting the server reads only at start changed; restarting the server");
       void this.restart();
     } else if (affectsServer((s) => e.affectsConfiguration(s), SECTION) && this.client?.state === State.Running) {
       const settings = currentSettings();
@@ -217,7 +219,8 @@ export class ServerManager implements vscode.Disposable {
       traceOutputChannel: this.channel,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
       initializationOptions: currentSettings(),
-      synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher("**/*") },
+      // No `synchronize.fileEvents`: the server registers its own `**/*` watcher
+      // (dynamic registration), and a second one here would send every event twice.
       middleware: {
         workspace: {
           // Answer the server's pull for `kenning` with the mapped tree, not
@@ -233,6 +236,9 @@ export class ServerManager implements vscode.Disposable {
         },
         executeCommand: (command, args, next): Promise<unknown> => {
           const run = async (): Promise<unknown> => (await next(command, args)) as unknown;
+          if (command === SERVER_COMMANDS.similar) {
+            return this.similarFromCodeAction(run, args);
+          }
           return command === SERVER_COMMANDS.applyTemplate ? this.withSnippetEdits(run) : run();
         },
       },
@@ -249,6 +255,25 @@ export class ServerManager implements vscode.Disposable {
       }),
     );
     return client;
+  }
+
+  /**
+   * The server's "Find similar code" code action runs `kenning.similar` as a
+   * VS Code command, whose answer VS Code drops; shown here in the peek view.
+   */
+  private async similarFromCodeAction(run: () => Promise<unknown>, args: unknown[]): Promise<unknown> {
+    const target = targetFromArgs(args);
+    try {
+      const answer = await run();
+      if (target !== undefined) {
+        await showSimilar(checkSearchAnswer(answer, SERVER_COMMANDS.similar), target);
+      }
+      return answer;
+    } catch (error) {
+      this.log.error("kenning.similar failed", error);
+      void vscode.window.showErrorMessage(`Kenning: finding similar code failed: ${errorText(error)}`);
+      return undefined;
+    }
   }
 
   private trackProgress(client: LanguageClient, token: ProgressToken): void {

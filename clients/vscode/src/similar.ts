@@ -2,7 +2,7 @@
 import * as vscode from "vscode";
 import { templateFields } from "./common/format";
 import type { Logger } from "./common/log";
-import type { KenningServer, Target, TemplateMatch } from "./common/protocol";
+import type { KenningServer, SearchAnswer, Target, TemplateMatch } from "./common/protocol";
 import { errorText, notRunning, toRange } from "./ui";
 
 export interface EditorDeps {
@@ -50,15 +50,24 @@ export async function findSimilar(deps: EditorDeps): Promise<void> {
     void vscode.window.showErrorMessage(`Kenning: finding similar code failed: ${errorText(error)}`);
     return;
   }
-  if (results.results.length === 0) {
+  await showSimilar(results, targetOf(editor));
+}
+
+/**
+ * Shows a `kenning.similar` answer in the peek view at the target; used by
+ * `Kenning: Find Similar Code` and by the server's "Find similar code" code action.
+ */
+export async function showSimilar(answer: SearchAnswer, target: Target): Promise<void> {
+  if (answer.results.length === 0) {
     void vscode.window.showInformationMessage("Kenning: no similar code found.");
     return;
   }
-  const locations = results.results.map((r) => new vscode.Location(vscode.Uri.parse(r.uri), toRange(r.range)));
+  const at = "position" in target ? target.position : target.range.start;
+  const locations = answer.results.map((r) => new vscode.Location(vscode.Uri.parse(r.uri), toRange(r.range)));
   await vscode.commands.executeCommand(
     "editor.action.peekLocations",
-    editor.document.uri,
-    editor.selection.active,
+    vscode.Uri.parse(target.uri),
+    new vscode.Position(at.line, at.character),
     locations,
     "peek",
   );

@@ -1,5 +1,5 @@
 /** How server answers look in VS Code's pickers: pure string work, no `vscode` import. */
-import type { SearchResult, TemplateMatch } from "./protocol";
+import type { ReindexAnswer, SearchResult, TemplateMatch } from "./protocol";
 
 export interface Folder {
   name: string;
@@ -100,9 +100,27 @@ export function templateFields(match: TemplateMatch): PickFields {
   };
 }
 
-/** The QuickPick's title line after an answer. */
-export function searchTitle(count: number, tookMs: number, filters: string[]): string {
+/**
+ * The QuickPick's title line after an answer; the server's notes (lexical
+ * results only, embeddings incomplete) follow, since they explain poor results.
+ */
+export function searchTitle(count: number, tookMs: number, filters: string[], notes: readonly string[] = []): string {
   const plural = count === 1 ? "result" : "results";
   const extra = filters.length > 0 ? ` · ${filters.join(" ")}` : "";
-  return `Kenning: ${count} ${plural} in ${Math.round(tookMs)} ms${extra}`;
+  const said = notes.length > 0 ? ` · ${notes.join("; ")}` : "";
+  return `Kenning: ${count} ${plural} in ${Math.round(tookMs)} ms${extra}${said}`;
+}
+
+/** What `Kenning: Reindex Workspace` tells the user when the server answers. */
+export function reindexSummary(answer: ReindexAnswer): string {
+  const n = (count: number, word: string): string => `${count.toLocaleString("en-US")} ${word}${count === 1 ? "" : "s"}`;
+  const head = answer.cancelled ? "reindexing cancelled" : "index up to date";
+  const parts = [`${n(answer.files, "file")}, ${n(answer.chunks, "chunk")}`];
+  if (answer.changed > 0 || answer.embedded > 0) {
+    parts.push(`${n(answer.changed, "file")} re-read, ${n(answer.embedded, "chunk")} embedded`);
+  }
+  if (answer.pending > 0) {
+    parts.push(`${n(answer.pending, "chunk")} still to embed`);
+  }
+  return `${head}: ${parts.join("; ")} in ${answer.took_s.toFixed(1)} s`;
 }

@@ -29,6 +29,8 @@ export interface SearchResult {
 export interface SearchAnswer {
   results: SearchResult[];
   took_ms: number;
+  /** What the user should know about these results, e.g. "no embedding model loaded: lexical results only". */
+  notes: string[];
 }
 
 export interface SearchArgs {
@@ -58,15 +60,40 @@ export interface ReindexAnswer {
   files: number;
   chunks: number;
   took_s: number;
+  /** Files re-read and chunks embedded by this run. */
+  changed: number;
+  embedded: number;
+  /** Chunks still without a vector (a cancelled run leaves some). */
+  pending: number;
+  cancelled: boolean;
+}
+
+/** One workspace folder in `kenning.status`; a folder whose index failed to open has only `error`. */
+export interface FolderStatus {
+  root: string;
+  files: number;
+  chunks: number;
+  pending: number;
+  error?: string;
 }
 
 export interface StatusAnswer {
   files: number;
   chunks: number;
+  /** Chunks not embedded yet (not files): semantic search misses them until they are. */
   pending: number;
+  /** Chunks with a vector; `embedded + pending == chunks`. */
+  embedded: number;
+  skipped: number;
+  /** Empty while the model is still loading (or failed to load, see `modelError`). */
   model: string;
   device: string;
+  /** Why no embedding model is loaded; search is lexical only meanwhile. */
+  modelError?: string;
+  /** The index job running now (e.g. `refresh:/home/u/shop`), or undefined when idle. */
+  indexing?: string;
   metrics?: Record<string, unknown>;
+  folders: FolderStatus[];
 }
 
 /**
@@ -123,7 +150,8 @@ export function checkSearchAnswer(value: unknown, command: string): SearchAnswer
     };
   });
   const took = typeof value.took_ms === "number" ? value.took_ms : 0;
-  return { results, took_ms: took };
+  const notes = Array.isArray(value.notes) ? value.notes.filter((n): n is string => typeof n === "string") : [];
+  return { results, took_ms: took, notes };
 }
 
 function checkMatches(value: unknown): MatchTemplatesAnswer {
@@ -138,7 +166,8 @@ function checkMatches(value: unknown): MatchTemplatesAnswer {
       return {
         id: m.id,
         name: typeof m.name === "string" ? m.name : m.id,
-        language: typeof m.language === "string" ? m.language : "",
+        // `languages` (a list) is the CLI's shape; take it too.
+        language: typeof m.language === "string" ? m.language : Array.isArray(m.languages) ? m.languages.filter((l) => typeof l === "string").join(", ") : "",
         score: typeof m.score === "number" ? m.score : 0,
         description: typeof m.description === "string" ? m.description : "",
       };
@@ -146,19 +175,91 @@ function checkMatches(value: unknown): MatchTemplatesAnswer {
   };
 }
 
+const numberOr = (value: unknown, fallback: number): number => (typeof value === "number" ? value : fallback);
+const nonEmpty = (value: unknown): string | undefined => (typeof value === "string" && value !== "" ? value : undefined);
+
+function checkFolder(value: unknown, i: number): FolderStatus {
+  if (!isObject(value)) {
+    throw new ProtocolError(`kenning.status folder ${i}: expected an object, got ${JSON.stringify(value)}`);
+  }
+  const folder: FolderStatus = {
+    root: typeof value.root === "string" ? value.root : "",
+    files: numberOr(value.files, 0),
+    chunks: numberOr(value.chunks, 0),
+    pending: numberOr(value.pending, 0),
+  };
+  const error = nonEmpty(value.error);
+  return error === undefined ? folder : { ...folder, error };
+}
+
 export function checkStatusAnswer(value: unknown): StatusAnswer {
   if (!isObject(value)) {
     throw new ProtocolError(`kenning.status: expected an object, got ${JSON.stringify(value)}`);
   }
   const where = "kenning.status";
+  const files = expectNumber(value, "files", where);
+  const chunks = expectNumber(value, "chunks", where);
+  const pending = expectNumber(value, "pending", where);
+  const metrics = isObject(value.metrics) ? value.metrics : undefined;
+  // The server sends null for "nothing" (no model yet, no job running).
+  const answer: StatusAnswer = {
+    files,
+    chunks,
+    pending,
+    embedded: numberOr(value.embedded, chunks - pending),
+    skipped: numberOr(value.skipped, 0),
+    model: nonEmpty(value.model) ?? "",
+    device: nonEmpty(value.device) ?? "",
+    metrics,
+    folders: Array.isArray(value.folders) ? value.folders.map(checkFolder) : [],
+  };
+  const modelError = nonEmpty(value.model_error);
+  if (modelError !== undefined) {
+    answer.modelError = modelError;
+  }
+  const indexing = nonEmpty(metrics?.indexing);
+  if (indexing !== undefined) {
+    answer.indexing = indexing;
+  }
+  return answer;
+}
+
+function checkReindexAnswer(value: unknown): ReindexAnswer {
+  if (!isObject(value)) {
+    throw new ProtocolError(`kenning.reindex: expected an object, got ${JSON.stringify(value)}`);
+  }
+  const where = "kenning.reindex";
   return {
     files: expectNumber(value, "files", where),
     chunks: expectNumber(value, "chunks", where),
-    pending: expectNumber(value, "pending", where),
-    model: typeof value.model === "string" ? value.model : "",
-    device: typeof value.device === "string" ? value.device : "",
-    metrics: isObject(value.metrics) ? value.metrics : undefined,
+    took_s: numberOr(value.took_s, 0),
+    changed: numberOr(value.changed, 0),
+    embedded: numberOr(value.embedded, 0),
+    pending: numberOr(value.pending, 0),
+    cancelled: value.cancelled === true,
   };
+}
+
+function isPosition(value: unknown): value is Position {
+  return isObject(value) && typeof value.line === "number" && typeof value.character === "number";
+}
+
+/**
+ * The target in the arguments of a `kenning.similar` command that the server
+ * put in a code action ("Find similar code"), or undefined when they are not one.
+ */
+export function targetFromArgs(args: readonly unknown[] | undefined): Target | undefined {
+  const arg: unknown = args?.[0];
+  if (args?.length !== 1 || !isObject(arg) || typeof arg.uri !== "string") {
+    return undefined;
+  }
+  if (isObject(arg.range) && isPosition(arg.range.start) && isPosition(arg.range.end)) {
+    return { uri: arg.uri, range: { start: arg.range.start, end: arg.range.end } };
+  }
+  if (isPosition(arg.position)) {
+    return { uri: arg.uri, position: arg.position };
+  }
+  return undefined;
 }
 
 /** Typed calls to the server's commands; `signal` cancels the request on the wire. */
@@ -201,16 +302,9 @@ export class KenningServer {
     await this.execute(SERVER_COMMANDS.applyTemplate, { uri, position, templateId });
   }
 
-  async reindex(): Promise<ReindexAnswer> {
-    const answer = await this.execute(SERVER_COMMANDS.reindex, {});
-    if (!isObject(answer)) {
-      throw new ProtocolError(`kenning.reindex: expected an object, got ${JSON.stringify(answer)}`);
-    }
-    return {
-      files: expectNumber(answer, "files", "kenning.reindex"),
-      chunks: expectNumber(answer, "chunks", "kenning.reindex"),
-      took_s: typeof answer.took_s === "number" ? answer.took_s : 0,
-    };
+  /** Aborting `signal` stops this request's share of the work (the server goes on with what others wait for). */
+  async reindex(signal?: AbortSignal): Promise<ReindexAnswer> {
+    return checkReindexAnswer(await this.execute(SERVER_COMMANDS.reindex, {}, signal));
   }
 
   async status(signal?: AbortSignal): Promise<StatusAnswer> {

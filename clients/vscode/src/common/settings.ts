@@ -29,9 +29,12 @@ export const CLIENT_SETTING_KEYS = ["interpreter", "trace.server"] as const;
 
 /**
  * Settings whose change needs a new server process: the interpreter picks the
- * process, and the model and device are loaded once at start.
+ * process, and the model and device are loaded once at start. The server
+ * registers its workspace/symbol provider (and the duplicate diagnostics that
+ * come with their engine) in `initialize`, from the settings it gets there, so
+ * turning them on later has no effect until it starts again.
  */
-export const RESTART_SETTING_KEYS = ["interpreter", "model", "device"] as const;
+export const RESTART_SETTING_KEYS = ["interpreter", "model", "device", "workspaceSymbol.semantic", "duplicates.diagnostics"] as const;
 
 export type ServerSettings = Record<string, unknown>;
 

@@ -4,7 +4,7 @@ import type { StatusAnswer } from "./protocol";
 export type IndexState =
   | { kind: "starting" }
   | { kind: "indexing"; percentage?: number; message?: string }
-  | { kind: "ready"; files: number; chunks: number }
+  | { kind: "ready"; files: number; chunks: number; warning?: string }
   | { kind: "error"; message: string }
   | { kind: "stopped" };
 
@@ -15,14 +15,52 @@ export interface StatusView {
   busy: boolean;
 }
 
-/** The `kenning.status` answer as an index state: pending work means indexing. */
-export function stateFromStatus(answer: StatusAnswer): IndexState {
-  if (answer.pending > 0) {
-    const total = answer.files + answer.pending;
-    const percentage = total > 0 ? Math.floor((100 * answer.files) / total) : undefined;
-    return { kind: "indexing", percentage, message: `${answer.pending} files to go` };
+function plural(n: number, one: string, many: string): string {
+  return `${count(n)} ${n === 1 ? one : many}`;
+}
+
+/** What is wrong with an idle index, for the status bar's warning; undefined when nothing is. */
+function idleWarning(answer: StatusAnswer): string | undefined {
+  const problems: string[] = [];
+  if (answer.modelError !== undefined) {
+    problems.push(`no embedding model, search is lexical only (${answer.modelError})`);
+  } else if (answer.pending > 0) {
+    // A cancelled reindex leaves these; they are embedded by the next one.
+    problems.push(`${plural(answer.pending, "chunk is", "chunks are")} not embedded yet (Reindex Workspace embeds them)`);
   }
-  return { kind: "ready", files: answer.files, chunks: answer.chunks };
+  for (const folder of answer.folders) {
+    if (folder.error !== undefined) {
+      problems.push(folder.error);
+    }
+  }
+  return problems.length > 0 ? problems.join("; ") : undefined;
+}
+
+/**
+ * The `kenning.status` answer as an index state. The server is busy while an
+ * index job runs or waits (`metrics.indexing`, `metrics.queued`); `pending`
+ * counts chunks without a vector, which stay pending for good when no model
+ * could be loaded, so pending alone does not mean busy.
+ *
+ * While busy, the state that an open `$/progress` drives (`fromProgress`) is
+ * kept: its percentage is the precise one.
+ */
+export function stateFromStatus(answer: StatusAnswer, fromProgress?: IndexState): IndexState {
+  const queued = answer.metrics?.queued;
+  const busy = answer.indexing !== undefined || (Array.isArray(queued) && queued.length > 0);
+  if (busy) {
+    if (fromProgress?.kind === "indexing") {
+      return fromProgress;
+    }
+    if (answer.pending > 0 && answer.modelError === undefined) {
+      const percentage = answer.chunks > 0 ? Math.floor((100 * answer.embedded) / answer.chunks) : undefined;
+      return { kind: "indexing", percentage, message: `${plural(answer.pending, "chunk", "chunks")} to embed` };
+    }
+    return { kind: "indexing", message: "reading files" };
+  }
+  const warning = idleWarning(answer);
+  const ready = { kind: "ready" as const, files: answer.files, chunks: answer.chunks };
+  return warning === undefined ? ready : { ...ready, warning };
 }
 
 /** Folds one `$/progress` value into the state (WorkDoneProgressBegin/Report/End). */
@@ -60,13 +98,23 @@ export function statusView(state: IndexState): StatusView {
         busy: true,
       };
     }
-    case "ready":
+    case "ready": {
+      const summary = `${count(state.chunks)} chunks in ${count(state.files)} files`;
+      if (state.warning !== undefined) {
+        return {
+          text: `$(warning) Kenning ${count(state.chunks)}`,
+          tooltip: `Kenning: ${summary}; ${state.warning}`,
+          severity: "warning",
+          busy: false,
+        };
+      }
       return {
         text: `$(search) Kenning ${count(state.chunks)}`,
-        tooltip: `Kenning: index ready, ${count(state.chunks)} chunks in ${count(state.files)} files`,
+        tooltip: `Kenning: index ready, ${summary}`,
         severity: "info",
         busy: false,
       };
+    }
     case "error":
       return { text: "$(error) Kenning", tooltip: `Kenning: ${state.message}`, severity: "error", busy: false };
     case "stopped":
@@ -76,14 +124,26 @@ export function statusView(state: IndexState): StatusView {
 
 /** The `Kenning: Show Index Status` rows: one `[label, value]` per figure. */
 export function statusRows(answer: StatusAnswer): [string, string][] {
+  const model = answer.model || (answer.modelError !== undefined ? "none: search is lexical only" : "(loading)");
   const rows: [string, string][] = [
     ["Files", count(answer.files)],
     ["Chunks", count(answer.chunks)],
-    ["Pending files", count(answer.pending)],
-    ["Model", answer.model || "(default)"],
-    ["Device", answer.device || "(unknown)"],
+    ["Chunks to embed", count(answer.pending)],
+    ["Skipped files", count(answer.skipped)],
+    ["Model", model],
   ];
-  for (const [key, value] of flatten(answer.metrics ?? {}, "")) {
+  if (answer.modelError !== undefined) {
+    rows.push(["Model error", answer.modelError]);
+  }
+  rows.push(["Device", answer.device || "(none yet)"]);
+  rows.push(["Indexing", answer.indexing ?? "idle"]);
+  for (const folder of answer.folders) {
+    const value = folder.error ?? `${plural(folder.files, "file", "files")}, ${plural(folder.chunks, "chunk", "chunks")}`;
+    rows.push([`Folder ${folder.root}`, value]);
+  }
+  // `indexing` is shown above; null means "none" (no query timed yet, no job).
+  const metrics = Object.entries(answer.metrics ?? {}).filter(([key]) => key !== "indexing");
+  for (const [key, value] of flatten(Object.fromEntries(metrics), "")) {
     rows.push([key, value]);
   }
   return rows;
@@ -95,6 +155,10 @@ function flatten(obj: Record<string, unknown>, prefix: string): [string, string]
     const name = prefix ? `${prefix}.${key}` : key;
     if (typeof value === "object" && value !== null && !Array.isArray(value)) {
       out.push(...flatten(value as Record<string, unknown>, name));
+    } else if (value === null || value === undefined) {
+      out.push([name, "none"]);
+    } else if (Array.isArray(value)) {
+      out.push([name, value.length === 0 ? "none" : value.map((v) => (typeof v === "string" ? v : JSON.stringify(v))).join(", ")]);
     } else if (typeof value === "number") {
       out.push([name, Number.isInteger(value) ? count(value) : String(Math.round(value * 1000) / 1000)]);
     } else {

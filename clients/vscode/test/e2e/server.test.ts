@@ -3,8 +3,11 @@
 // parsing, result formatting) talks to the real server, so the wire format is
 // checked both ways.
 //
-// The server command is `python3 -m kenning lsp`, or $KENNING_SERVER_CMD
-// (split on spaces). Run with `npm run test:e2e`.
+// The server command is `python3 -m kenning lsp` with this checkout's
+// `server/` first on PYTHONPATH, or $KENNING_SERVER_CMD (split on spaces).
+// Run with `npm run test:e2e`. The client capabilities below are the ones
+// VS Code's language client announces that matter to the server (progress,
+// configuration pull, dynamic file watching).
 import assert from "node:assert/strict";
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -14,9 +17,12 @@ import { after, before, test } from "node:test";
 import { pathToFileURL } from "node:url";
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from "vscode-jsonrpc/node";
 import { resultFields } from "../../src/common/format";
-import { KenningServer, type StatusAnswer } from "../../src/common/protocol";
+import { SERVER_COMMANDS } from "../../src/common/ids";
+import { checkSearchAnswer, KenningServer, targetFromArgs, type StatusAnswer } from "../../src/common/protocol";
 import { parseQuery, toSearchArgs } from "../../src/common/query";
 import { toServerSettings } from "../../src/common/settings";
+import { singleTextEdit } from "../../src/common/snippet";
+import { stateFromProgress, stateFromStatus, type IndexState } from "../../src/common/status";
 
 // Compiled to out/test/e2e: the extension folder is three levels up.
 const EXTENSION = path.join(__dirname, "..", "..", "..");
@@ -60,13 +66,23 @@ let server: KenningServer;
 let home: string;
 let stderr = "";
 let serverGone: Promise<never>;
+let announced: string[] = [];
 let shuttingDown = false;
 
 /** The request's answer, or the reason the server went away first. */
 function alive<T>(request: Promise<T>): Promise<T> {
   return shuttingDown ? request : Promise.race([request, serverGone]);
 }
-const progress: { token: string | number; kind: string }[] = [];
+interface ProgressValue {
+  kind: string;
+  title?: string;
+  message?: string;
+  percentage?: number;
+}
+const progress: { token: string | number; value: ProgressValue }[] = [];
+const registrations: { method: string; registerOptions?: unknown }[] = [];
+let configurationPulls = 0;
+const appliedEdits: unknown[] = [];
 const createdTokens: (string | number)[] = [];
 const logMessages: string[] = [];
 const settings = defaultSettings();
@@ -96,19 +112,24 @@ before(async () => {
     createdTokens.push(params.token);
     return null;
   });
-  connection.onRequest("workspace/configuration", (params: { items: { section?: string }[] }) =>
-    params.items.map((item) => (item.section === "kenning" ? settings : null)),
-  );
-  connection.onRequest("client/registerCapability", () => null);
+  connection.onRequest("workspace/configuration", (params: { items: { section?: string }[] }) => {
+    configurationPulls++;
+    return params.items.map((item) => (item.section === "kenning" ? settings : null));
+  });
+  connection.onRequest("client/registerCapability", (params: { registrations: { method: string; registerOptions?: unknown }[] }) => {
+    registrations.push(...params.registrations);
+    return null;
+  });
   connection.onRequest("client/unregisterCapability", () => null);
-  connection.onRequest("workspace/applyEdit", () => ({ applied: false }));
+  connection.onRequest("workspace/applyEdit", (params: { edit: unknown }) => {
+    // Recorded, not applied: the fixture stays as it is.
+    appliedEdits.push(params.edit);
+    return { applied: true };
+  });
   connection.onNotification("window/logMessage", (p: { message: string }) => logMessages.push(p.message));
   connection.onNotification("window/showMessage", (p: { message: string }) => logMessages.push(p.message));
   connection.onNotification("textDocument/publishDiagnostics", () => undefined);
-  connection.onUnhandledProgress((p) => {
-    const value = p.value as { kind?: string };
-    progress.push({ token: p.token, kind: value.kind ?? "?" });
-  });
+  connection.onUnhandledProgress((p) => progress.push({ token: p.token, value: p.value as ProgressValue }));
   connection.listen();
   server = new KenningServer(connection);
 
@@ -121,15 +142,19 @@ before(async () => {
       initializationOptions: settings,
       capabilities: {
         window: { workDoneProgress: true },
-        workspace: { configuration: true, workspaceFolders: true, applyEdit: true, symbol: {} },
+        workspace: {
+          configuration: true,
+          workspaceFolders: true,
+          applyEdit: true,
+          symbol: {},
+          didChangeWatchedFiles: { dynamicRegistration: true },
+          didChangeConfiguration: { dynamicRegistration: true },
+        },
         textDocument: { synchronization: { didSave: true }, codeAction: {} },
       },
     },
   ));
-  const commands = init.capabilities.executeCommandProvider?.commands ?? [];
-  for (const id of ["kenning.search", "kenning.similar", "kenning.matchTemplates", "kenning.applyTemplate", "kenning.reindex", "kenning.status"]) {
-    assert.ok(commands.includes(id), `the server announces ${id} (announced: ${commands.join(", ")})`);
-  }
+  announced = init.capabilities.executeCommandProvider?.commands ?? [];
   await connection.sendNotification("initialized", {});
 });
 
@@ -154,33 +179,99 @@ after(async () => {
   assert.ok(exited, "the server exits after shutdown/exit");
 });
 
+/** The index state the status bar would show, from the real `kenning.status`. */
+async function indexState(): Promise<{ status: StatusAnswer; state: IndexState }> {
+  const status = await alive(server.status());
+  return { status, state: stateFromStatus(status) };
+}
+
 async function waitForIndex(): Promise<StatusAnswer> {
   const deadline = Date.now() + INDEX_TIMEOUT_MS;
   let last: StatusAnswer | undefined;
   while (Date.now() < deadline) {
-    last = await alive(server.status());
-    if (last.pending === 0 && last.chunks > 0) {
-      return last;
+    const { status, state } = await indexState();
+    last = status;
+    if (state.kind === "ready" && status.chunks > 0) {
+      return status;
     }
-    await sleep(500);
+    await sleep(250);
   }
   assert.fail(`index not ready after ${INDEX_TIMEOUT_MS / 1000} s: ${JSON.stringify(last)}\nserver stderr:\n${stderr.slice(-4000)}`);
 }
 
-test("the index builds with progress and kenning.status reports it", async () => {
+/** Polls `check` until it returns a value, or fails with `what`. */
+async function eventually<T>(what: string, check: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const value = await check();
+    if (value !== undefined) {
+      return value;
+    }
+    await sleep(250);
+  }
+  assert.fail(`${what} within ${ms / 1000} s\nserver stderr:\n${stderr.slice(-4000)}`);
+}
+
+const settingsWarnings = (): string[] => logMessages.filter((m) => /settings/i.test(m) && /unknown|expected|must/i.test(m));
+
+// Its own test, so a missing command fails one test and not every one.
+test("the server announces every contract command", () => {
+  const missing = Object.values(SERVER_COMMANDS).filter((id) => !announced.includes(id));
+  assert.deepEqual(missing, [], `commands the server does not announce (it announces ${announced.join(", ")})`);
+});
+
+test("the index builds with progress and kenning.status reports it as the extension reads it", async () => {
   const status = await waitForIndex();
   assert.ok(status.files >= 3, `3 source files indexed, status says ${status.files}`);
   assert.ok(status.chunks >= 6, `at least the 6 functions, status says ${status.chunks} chunks`);
-  assert.equal(typeof status.model, "string");
-  assert.ok(status.model.length > 0);
+  assert.equal(status.pending, 0);
+  assert.equal(status.embedded, status.chunks, "every chunk embedded by the real model");
+  assert.equal(status.modelError, undefined, `the default model loads: ${status.modelError}`);
+  assert.ok(status.model.length > 0, "the model id is reported");
   assert.ok(["cpu", "cuda"].includes(status.device), `device ${status.device}`);
-  // $/progress only ever uses tokens the client accepted.
+  assert.equal(status.indexing, undefined, "no job runs once ready");
+  assert.equal(status.folders.length, 1);
+  assert.equal(status.folders[0].error, undefined);
+  assert.equal(path.resolve(status.folders[0].root), path.resolve(WORKSPACE));
+  // The extension leaves file watching to the server's dynamic registration.
+  assert.equal(status.metrics?.watching, "client", "the server asked the client to watch files");
+  assert.ok(
+    registrations.some((r) => r.method === "workspace/didChangeWatchedFiles"),
+    `a workspace/didChangeWatchedFiles registration (got ${registrations.map((r) => r.method).join(", ")})`,
+  );
+
+  // $/progress only ever uses tokens the client accepted, and the extension's
+  // fold of it ends in a finished bar.
   assert.ok(createdTokens.length > 0, "the server asked for a progress token (window/workDoneProgress/create)");
   for (const p of progress) {
     assert.ok(createdTokens.includes(p.token), `progress on unknown token ${String(p.token)}`);
   }
-  assert.ok(progress.some((p) => p.kind === "begin"), "a progress begin was sent");
-  assert.ok(progress.some((p) => p.kind === "end"), "a progress end was sent");
+  const first = progress.filter((p) => p.token === createdTokens[0]).map((p) => p.value);
+  assert.equal(first[0]?.kind, "begin", "the first bar begins");
+  assert.ok((first[0].title ?? "").length > 0, "the bar has a title");
+  assert.equal(first[first.length - 1]?.kind, "end", "the first bar ends");
+  const percentages = first.map((v) => v.percentage).filter((n): n is number => n !== undefined);
+  assert.deepEqual(percentages, [...percentages].sort((a, b) => a - b), "the bar only grows");
+  assert.ok(percentages.every((n) => n >= 0 && n <= 100));
+  let state: IndexState = { kind: "starting" };
+  for (const value of first.slice(0, -1)) {
+    state = stateFromProgress(value, state);
+    assert.equal(state.kind, "indexing");
+  }
+  assert.deepEqual(stateFromProgress(first[first.length - 1], state), { kind: "indexing", percentage: 100 });
+});
+
+test("the settings the extension sends are all understood", async () => {
+  await waitForIndex();
+  // Pushed as the extension does on a change, then pulled (settings: null) as
+  // VS Code's client does: the server asks workspace/configuration.
+  await connection.sendNotification("workspace/didChangeConfiguration", { settings: { kenning: settings } });
+  const pulls = configurationPulls;
+  await connection.sendNotification("workspace/didChangeConfiguration", { settings: null });
+  await eventually("the server pulls the kenning section", () => Promise.resolve(configurationPulls > pulls ? true : undefined));
+  const status = await waitForIndex();
+  assert.ok(status.chunks > 0);
+  assert.deepEqual(settingsWarnings(), [], "no setting of the extension is unknown or invalid to the server");
 });
 
 test("searching 'read a json config file' puts load_config first", async () => {
@@ -190,6 +281,7 @@ test("searching 'read a json config file' puts load_config first", async () => {
   assert.ok(answer.results.length > 0, "some results");
   assert.ok(answer.results.length <= 5, "k is honoured");
   assert.ok(answer.took_ms >= 0);
+  assert.deepEqual(answer.notes, [], "a complete index with a model has nothing to warn about");
   for (const r of answer.results) {
     assert.ok(r.uri.startsWith(workspaceUri + "/"), `result inside the workspace: ${r.uri}`);
     assert.ok(r.range.start.line <= r.range.end.line);
@@ -222,15 +314,86 @@ test("the lang and glob filters narrow the search", async () => {
   assert.match(web.results[0].symbol ?? "", /fetchWithRetry$/);
 });
 
-test("similar code and template matches have the contract's shapes", async () => {
+const retryUri = pathToFileURL(path.join(WORKSPACE, "web", "http_retry.ts")).toString();
+// Inside fetchWithRetry (0-based line 5 is its `export async function` line).
+const inRetry = { line: 5, character: 10 };
+
+test("similar code leaves the chunk itself out", async () => {
   await waitForIndex();
-  const uri = pathToFileURL(path.join(WORKSPACE, "web", "http_retry.ts")).toString();
-  const similar = await alive(server.similar({ uri, position: { line: 5, character: 10 } }, 3));
-  assert.ok(similar.results.length <= 3);
-  assert.ok(!similar.results.some((r) => r.uri === uri && r.range.start.line <= 5 && r.range.end.line >= 5), "the chunk itself is left out");
-  const templates = await alive(server.matchTemplates({ uri, position: { line: 5, character: 10 } }));
+  const similar = await alive(server.similar({ uri: retryUri, position: inRetry }, 3));
+  assert.ok(similar.results.length > 0, "the other chunks are similar to some degree");
+  assert.ok(similar.results.length <= 3, "k is honoured");
+  assert.ok(
+    !similar.results.some((r) => r.uri === retryUri && r.range.start.line <= inRetry.line && r.range.end.line > inRetry.line),
+    `the chunk itself is left out: ${JSON.stringify(similar.results.map((r) => [r.symbol, r.range]))}`,
+  );
+  const selection = { start: { line: 6, character: 0 }, end: { line: 9, character: 0 } };
+  const bySelection = await alive(server.similar({ uri: retryUri, range: selection }, 3));
+  assert.ok(bySelection.results.length > 0, "a selection is a target too");
+});
+
+test("the Find similar code action carries a target the extension runs and shows", async () => {
+  await waitForIndex();
+  const actions = await alive(
+    connection.sendRequest<{ title: string; command?: { command: string; arguments?: unknown[] } }[] | null>("textDocument/codeAction", {
+      textDocument: { uri: retryUri },
+      range: { start: inRetry, end: inRetry },
+      context: { diagnostics: [] },
+    }),
+  );
+  const action = (actions ?? []).find((a) => a.command?.command === SERVER_COMMANDS.similar);
+  assert.ok(action?.command, `a kenning.similar code action (got ${JSON.stringify(actions)})`);
+  assert.match(action.title, /similar/i);
+  const target = targetFromArgs(action.command.arguments);
+  assert.deepEqual(target, { uri: retryUri, position: inRetry }, "the extension can peek at the action's target");
+  // What the extension's middleware does when the action runs.
+  const answer = checkSearchAnswer(
+    await alive(connection.sendRequest("workspace/executeCommand", action.command)),
+    SERVER_COMMANDS.similar,
+  );
+  assert.ok(answer.results.length > 0);
+});
+
+test("templates: the fitting one first, offered as a code action, inserted as one snippet edit", async () => {
+  await waitForIndex();
+  const templates = await alive(server.matchTemplates({ uri: retryUri, position: inRetry }));
+  assert.ok(templates.matches.length > 0, "some template fits a fetch-with-retry function");
+  // The builtin library has a TypeScript fetch-with-retries template.
+  assert.match(templates.matches[0].id, /fetch.*retr/, `best match ${JSON.stringify(templates.matches[0])}`);
   for (const m of templates.matches) {
     assert.ok(m.id.length > 0 && m.name.length > 0);
+    assert.ok(m.score >= -1 && m.score <= 1 + 1e-9, `score ${m.score}`);
+  }
+  const scores = templates.matches.map((m) => m.score);
+  assert.deepEqual(scores, [...scores].sort((a, b) => b - a), "best first");
+  const actions = await alive(
+    connection.sendRequest<{ title: string }[] | null>("textDocument/codeAction", {
+      textDocument: { uri: retryUri },
+      range: { start: inRetry, end: inRetry },
+      context: { diagnostics: [] },
+    }),
+  );
+  const titles = (actions ?? []).map((a) => a.title);
+  for (const m of templates.matches) {
+    assert.ok(titles.includes(`Insert template: ${m.name}`), `an "Insert template: ${m.name}" action (got ${titles.join(", ")})`);
+  }
+
+  // At the end of the file, as `Kenning: Insert Template` sends it.
+  const text = readFileSync(path.join(WORKSPACE, "web", "http_retry.ts"), "utf8");
+  await connection.sendNotification("textDocument/didOpen", { textDocument: { uri: retryUri, languageId: "typescript", version: 1, text } });
+  try {
+    const end = { line: text.split("\n").length - 1, character: 0 };
+    const before = appliedEdits.length;
+    await alive(server.applyTemplate(retryUri, end, templates.matches[0].id));
+    assert.equal(appliedEdits.length, before + 1, "one workspace/applyEdit");
+    // The extension inserts it as a snippet only when it is one text edit.
+    const single = singleTextEdit(appliedEdits[before]);
+    assert.ok(single, `one text edit: ${JSON.stringify(appliedEdits[before])}`);
+    assert.equal(single.uri, retryUri);
+    assert.deepEqual(single.range.start, end);
+    assert.match(single.newText, /fetch/);
+  } finally {
+    await connection.sendNotification("textDocument/didClose", { textDocument: { uri: retryUri } });
   }
 });
 
@@ -248,6 +411,41 @@ test("workspace/symbol answers semantically", async () => {
   );
 });
 
+test("an unsaved buffer is searched, and forgotten when closed", async () => {
+  await waitForIndex();
+  // Never written to disk: only the editor has it.
+  const uri = pathToFileURL(path.join(WORKSPACE, "src", "unsaved_tax.py")).toString();
+  const text = [
+    "def vat_inclusive_price(net: float, rate: float) -> float:",
+    '    """Add value-added tax to a net price and round to cents."""',
+    "    return round(net * (1 + rate), 2)",
+    "",
+  ].join("\n");
+  await connection.sendNotification("textDocument/didOpen", { textDocument: { uri, languageId: "python", version: 1, text } });
+  const query = toSearchArgs(parseQuery("add sales tax to a price"), 3);
+  const found = await eventually("the unsaved function is found", async () => {
+    const answer = await alive(server.search(query));
+    return answer.results[0]?.uri === uri ? answer.results[0] : undefined;
+  });
+  assert.match(found.symbol ?? "", /vat_inclusive_price$/);
+  await connection.sendNotification("textDocument/didClose", { textDocument: { uri } });
+  await eventually("the closed buffer leaves the index", async () => {
+    const answer = await alive(server.search(query));
+    return answer.results.some((r) => r.uri === uri) ? undefined : true;
+  });
+});
+
+test("kenning.reindex answers with what the index holds", async () => {
+  const before = await waitForIndex();
+  const answer = await alive(server.reindex());
+  assert.equal(answer.cancelled, false);
+  assert.equal(answer.files, before.files);
+  assert.equal(answer.chunks, before.chunks);
+  assert.equal(answer.changed, 0, "nothing changed on disk");
+  assert.equal(answer.pending, 0);
+  assert.ok(answer.took_s >= 0);
+});
+
 test("bad input gets an error and the server goes on serving", async () => {
   await assert.rejects(
     alive(connection.sendRequest("workspace/executeCommand", { command: "kenning.noSuchCommand", arguments: [{}] })),
@@ -255,7 +453,11 @@ test("bad input gets an error and the server goes on serving", async () => {
   );
   await assert.rejects(
     alive(connection.sendRequest("workspace/executeCommand", { command: "kenning.search", arguments: [{ query: 42 }] })),
-    (e: Error) => !/the server exited/.test(e.message),
+    (e: Error) => /query/.test(e.message),
+  );
+  await assert.rejects(
+    alive(server.similar({ uri: "file:///nowhere/else.py", position: { line: 0, character: 0 } })),
+    (e: Error) => /outside every workspace folder/.test(e.message),
   );
   const status = await alive(server.status());
   assert.equal(status.pending, 0);

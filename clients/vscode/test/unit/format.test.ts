@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { displayPath, firstLine, kindIcon, resultFields, searchTitle, templateFields } from "../../src/common/format";
+import { displayPath, firstLine, kindIcon, reindexSummary, resultFields, searchTitle, templateFields } from "../../src/common/format";
 import type { SearchResult } from "../../src/common/protocol";
 
 const one = [{ name: "shop", uri: "file:///home/u/shop" }];
@@ -65,4 +65,28 @@ test("templates show language and score; titles count results", () => {
   );
   assert.equal(searchTitle(1, 12.4, []), "Kenning: 1 result in 12 ms");
   assert.equal(searchTitle(3, 7, ["lang:go"]), "Kenning: 3 results in 7 ms · lang:go");
+});
+
+test("the server's notes on a search follow the title", () => {
+  assert.equal(
+    searchTitle(2, 3, [], ["embeddings 40% complete: results may be missing"]),
+    "Kenning: 2 results in 3 ms · embeddings 40% complete: results may be missing",
+  );
+  assert.equal(
+    searchTitle(0, 1, ["glob:web/**"], ["a", "b"]),
+    "Kenning: 0 results in 1 ms · glob:web/** · a; b",
+  );
+});
+
+test("a reindex summary says what was done and what is left", () => {
+  const base = { files: 120, chunks: 2300, took_s: 4.24, changed: 0, embedded: 0, pending: 0, cancelled: false };
+  assert.equal(reindexSummary(base), "index up to date: 120 files, 2,300 chunks in 4.2 s");
+  assert.equal(
+    reindexSummary({ ...base, changed: 1, embedded: 12 }),
+    "index up to date: 120 files, 2,300 chunks; 1 file re-read, 12 chunks embedded in 4.2 s",
+  );
+  assert.equal(
+    reindexSummary({ ...base, cancelled: true, changed: 3, embedded: 40, pending: 1 }),
+    "reindexing cancelled: 120 files, 2,300 chunks; 3 files re-read, 40 chunks embedded; 1 chunk still to embed in 4.2 s",
+  );
 });

@@ -74,11 +74,15 @@ test("an empty model string means the default model", () => {
   assert.deepEqual(toServerSettings((k) => (k === "model" ? "" : undefined)), { model: null });
 });
 
-test("interpreter, model and device changes restart; others are sent as settings", () => {
+test("interpreter, model, device and feature switch changes restart; others are sent as settings", () => {
   const changed = (...keys: string[]) => (section: string) => keys.includes(section);
   assert.equal(needsRestart(changed("kenning.interpreter")), true);
   assert.equal(needsRestart(changed("kenning.model")), true);
   assert.equal(needsRestart(changed("kenning.device")), true);
+  // The server registers these features in initialize only.
+  assert.equal(needsRestart(changed("kenning.workspaceSymbol.semantic")), true);
+  assert.equal(needsRestart(changed("kenning.duplicates.diagnostics")), true);
+  assert.equal(needsRestart(changed("kenning.duplicates.threshold")), false);
   assert.equal(needsRestart(changed("kenning.search.k")), false);
   assert.equal(affectsServer(changed("kenning.search.k")), true);
   assert.equal(affectsServer(changed("kenning.trace.server")), false);

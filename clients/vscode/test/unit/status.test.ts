@@ -1,11 +1,38 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { checkStatusAnswer } from "../../src/common/protocol";
 import { stateFromProgress, stateFromStatus, statusRows, statusView } from "../../src/common/status";
 
-const answer = { files: 120, chunks: 2300, pending: 0, model: "all-minilm-l6-v2-int8", device: "cpu" };
+/** A `kenning.status` answer as the server sends it (server/kenning/lsp/features/commands.py). */
+function wire(over: Record<string, unknown> = {}, metrics: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    files: 120,
+    chunks: 2300,
+    embedded: 2300,
+    pending: 0,
+    skipped: 7,
+    model: "all-minilm-l6-v2-int8",
+    device: "cpu",
+    model_error: null,
+    metrics: {
+      index_bytes: 1048576,
+      queries: 1500,
+      query_ms_p95: 12.3456,
+      indexing: null,
+      queued: [],
+      watching: "client",
+      ...metrics,
+    },
+    folders: [{ root: "/home/u/shop", files: 120, chunks: 2300, embedded: 2300, pending: 0, metrics: {} }],
+    ...over,
+  };
+}
+
+const status = (over: Record<string, unknown> = {}, metrics: Record<string, unknown> = {}) =>
+  checkStatusAnswer(wire(over, metrics));
 
 test("an idle index is ready with its chunk count", () => {
-  const state = stateFromStatus(answer);
+  const state = stateFromStatus(status());
   assert.deepEqual(state, { kind: "ready", files: 120, chunks: 2300 });
   const view = statusView(state);
   assert.equal(view.text, "$(search) Kenning 2,300");
@@ -13,20 +40,50 @@ test("an idle index is ready with its chunk count", () => {
   assert.equal(view.busy, false);
 });
 
-test("pending files mean indexing, with a percentage", () => {
-  const state = stateFromStatus({ ...answer, files: 30, pending: 90 });
-  assert.deepEqual(state, { kind: "indexing", percentage: 25, message: "90 files to go" });
+test("a running index job means indexing, with the share of chunks embedded", () => {
+  const state = stateFromStatus(status({ embedded: 575, pending: 1725 }, { indexing: "refresh:/home/u/shop" }));
+  assert.deepEqual(state, { kind: "indexing", percentage: 25, message: "1,725 chunks to embed" });
   assert.equal(statusView(state).text, "$(sync~spin) Kenning 25%");
+  // Before any chunk exists (the scan), and with only a queued job.
+  const scanning = stateFromStatus(status({ files: 0, chunks: 0, embedded: 0 }, { indexing: "starting" }));
+  assert.deepEqual(scanning, { kind: "indexing", message: "reading files" });
+  assert.equal(stateFromStatus(status({}, { queued: ["embed:/home/u/shop"] })).kind, "indexing");
+});
+
+test("while a progress bar is open, its state wins over the polled status", () => {
+  const fromProgress = { kind: "indexing" as const, percentage: 63, message: "embedding 10/40 chunks" };
+  const busy = status({ embedded: 10, pending: 30 }, { indexing: "refresh:/home/u/shop" });
+  assert.deepEqual(stateFromStatus(busy, fromProgress), fromProgress);
+  // Once the server is idle, the status is the truth.
+  assert.equal(stateFromStatus(status(), fromProgress).kind, "ready");
+});
+
+test("pending chunks with no job running are a warning, not endless indexing", () => {
+  // No model: chunks are never embedded; the user must hear why search is lexical.
+  const noModel = stateFromStatus(status({ model: null, device: null, embedded: 0, pending: 2300, model_error: "model folder missing" }));
+  assert.equal(noModel.kind, "ready");
+  const view = statusView(noModel);
+  assert.equal(view.severity, "warning");
+  assert.equal(view.text, "$(warning) Kenning 2,300");
+  assert.match(view.tooltip, /lexical only \(model folder missing\)/);
+  // A cancelled reindex left some chunks without vectors.
+  const cancelled = statusView(stateFromStatus(status({ embedded: 2200, pending: 100 })));
+  assert.match(cancelled.tooltip, /100 chunks are not embedded yet/);
+  // A folder whose index could not be opened.
+  const broken = statusView(stateFromStatus(status({ folders: [{ root: "/x", error: "/x: the index could not be opened (disk full)" }] })));
+  assert.match(broken.tooltip, /disk full/);
 });
 
 test("$/progress drives the percentage and end waits for the next status", () => {
-  let state = stateFromProgress({ kind: "begin", title: "Indexing", percentage: 0 }, { kind: "starting" });
-  assert.deepEqual(state, { kind: "indexing", percentage: 0, message: "Indexing" });
-  state = stateFromProgress({ kind: "report", message: "src/a.py", percentage: 42.4 }, state);
-  assert.equal(statusView(state).text, "$(sync~spin) Kenning 42%");
-  state = stateFromProgress({ kind: "report", message: "src/b.py" }, state);
-  assert.equal(state.kind === "indexing" && state.percentage, 42.4, "a report without a percentage keeps the last");
-  assert.deepEqual(stateFromProgress({ kind: "end" }, state), { kind: "indexing", percentage: 100 });
+  // The values the server sends (server/kenning/lsp/progress.py).
+  let state = stateFromProgress({ kind: "begin", title: "kenning: indexing", message: "1 folder(s)", percentage: 0 }, { kind: "starting" });
+  assert.deepEqual(state, { kind: "indexing", percentage: 0, message: "1 folder(s)" });
+  state = stateFromProgress({ kind: "report", message: "reading 3/10 files", percentage: 15 }, state);
+  assert.equal(statusView(state).text, "$(sync~spin) Kenning 15%");
+  assert.match(statusView(state).tooltip, /reading 3\/10 files/);
+  state = stateFromProgress({ kind: "report", message: "embedding 4/40 chunks" }, state);
+  assert.equal(state.kind === "indexing" && state.percentage, 15, "a report without a percentage keeps the last");
+  assert.deepEqual(stateFromProgress({ kind: "end", message: "3 files, 7 chunks" }, state), { kind: "indexing", percentage: 100 });
   const ready = { kind: "ready" as const, files: 1, chunks: 2 };
   assert.deepEqual(stateFromProgress({ kind: "end" }, ready), ready);
 });
@@ -38,17 +95,40 @@ test("errors say so and are marked as errors", () => {
   assert.match(view.tooltip, /not installed/);
 });
 
-test("the status report lists the figures and flattened metrics", () => {
-  const rows = statusRows({ ...answer, metrics: { search: { p50_ms: 12.3456, count: 1500 }, db_bytes: 1048576, note: "ok" } });
+test("the status report lists the figures, folders and flattened metrics", () => {
+  const rows = statusRows(status({}, { embedding: { chunks_per_s: 812.25 } }));
   assert.deepEqual(rows, [
     ["Files", "120"],
     ["Chunks", "2,300"],
-    ["Pending files", "0"],
+    ["Chunks to embed", "0"],
+    ["Skipped files", "7"],
     ["Model", "all-minilm-l6-v2-int8"],
     ["Device", "cpu"],
-    ["search.p50_ms", "12.346"],
-    ["search.count", "1,500"],
-    ["db_bytes", "1,048,576"],
-    ["note", "ok"],
+    ["Indexing", "idle"],
+    ["Folder /home/u/shop", "120 files, 2,300 chunks"],
+    ["index_bytes", "1,048,576"],
+    ["queries", "1,500"],
+    ["query_ms_p95", "12.346"],
+    ["queued", "none"],
+    ["watching", "client"],
+    ["embedding.chunks_per_s", "812.25"],
   ]);
+});
+
+test("the status report says why there is no model and which job runs", () => {
+  const rows = new Map(
+    statusRows(
+      status(
+        { model: null, device: null, model_error: "no model at /m", folders: [{ root: "/x", error: "/x: not readable" }] },
+        { indexing: "refresh:/x", query_ms_p95: null },
+      ),
+    ),
+  );
+  assert.equal(rows.get("Model"), "none: search is lexical only");
+  assert.equal(rows.get("Model error"), "no model at /m");
+  assert.equal(rows.get("Device"), "(none yet)");
+  assert.equal(rows.get("Indexing"), "refresh:/x");
+  assert.equal(rows.get("Folder /x"), "/x: not readable");
+  assert.equal(rows.get("query_ms_p95"), "none");
+  assert.equal(rows.get("indexing"), undefined, "the job is shown once");
 });
