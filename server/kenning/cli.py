@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mode", choices=["hybrid", "vector", "lexical"], default="hybrid")
     p.add_argument("--no-refresh", action="store_true", help="search the index as it is")
+    p.add_argument(
+        "--max-wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds to spend embedding new code before answering (default 30); "
+        "the rest is answered by words and embedded by the next run",
+    )
     p.add_argument("--explain", action="store_true", help="show why each result scored as it did")
 
     p = sub.add_parser("similar", help="code most like the chunk at FILE:LINE")
@@ -254,11 +262,13 @@ class _ProgressBar:
             self._progress.update(task, completed=done, total=total)
 
 
-def _refresh(indexes: list[Any], args: argparse.Namespace, embed: bool = True) -> list[Any]:
+def _refresh(
+    indexes: list[Any], args: argparse.Namespace, embed: bool = True, budget: float | None = None
+) -> list[Any]:
     reports = []
     with _ProgressBar(not args.quiet) as bar:
         for index in indexes:
-            reports.append(index.refresh(progress=bar.update, embed=embed))
+            reports.append(index.refresh(progress=bar.update, embed=embed, embed_budget_s=budget))
     for report in reports:
         for err in report.errors[:20]:
             log.warning("skipped %s", err)
@@ -344,8 +354,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("-k must be at least 1")
     embed = args.mode != "lexical"
     with _indexes(args, embed=embed) as indexes:
+        if args.max_wait < 0:
+            raise UsageError("--max-wait must be 0 or more seconds")
         if not args.no_refresh:
-            _refresh(indexes, args, embed=embed)
+            reports = _refresh(indexes, args, embed=embed, budget=args.max_wait)
+            pending = sum(r.pending for r in reports)
+            if embed and pending:
+                log.info(
+                    "%d chunks still to embed: results lean on words until `kenning index` "
+                    "finishes them",
+                    pending,
+                )
         results = [ix.search(query, args.k, args.mode, args.lang, args.glob) for ix in indexes]
     merged = _merge(results, args.k, query)
     if args.json:

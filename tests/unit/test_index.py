@@ -215,3 +215,14 @@ def test_status_reports_counts_and_latency(ws: Path, fake_embedder: FakeEmbedder
     assert status["model"] == "fake-bow-64"
     assert status["metrics"]["queries"] == 1 and status["metrics"]["query_ms_p95"] is not None
     assert status["metrics"]["index_bytes"] > 0
+
+
+def test_embed_budget_leaves_the_rest_pending_for_the_next_run(
+    ws: Path, fake_embedder: FakeEmbedder
+) -> None:
+    index = Index(ws, embedder=fake_embedder)
+    report = index.refresh(embed_budget_s=0)
+    assert report.embedded == 0 and report.pending == report.chunks > 0
+    assert index.search("fetch url retries").results[0].path == "src/http.py"
+    finished = index.refresh()
+    assert finished.embedded == report.chunks and finished.pending == 0

@@ -271,15 +271,23 @@ class Index:
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
         embed: bool = True,
+        embed_budget_s: float | None = None,
     ) -> IndexReport:
-        """Bring the index up to date with the files on disk (and open buffers)."""
+        """Bring the index up to date with the files on disk (and open buffers).
+
+        With ``embed_budget_s``, embedding stops after that many seconds and the
+        rest stays pending (``report.pending``) for the next run.
+        """
         started = time.perf_counter()
         report = IndexReport()
         with self._refresh_lock:
             try:
                 self._refresh_files(report, progress, cancel)
                 if embed and self.embedder is not None:
-                    self._embed_pending(report, progress, cancel)
+                    deadline = (
+                        None if embed_budget_s is None else time.perf_counter() + embed_budget_s
+                    )
+                    self._embed_pending(report, progress, cancel, deadline)
             except Cancelled:
                 report.cancelled = True
             counts = self.store.counts()
@@ -478,7 +486,11 @@ class Index:
         return report
 
     def _embed_pending(
-        self, report: IndexReport, progress: Progress | None, cancel: threading.Event | None
+        self,
+        report: IndexReport,
+        progress: Progress | None,
+        cancel: threading.Event | None,
+        deadline: float | None = None,
     ) -> None:
         embedder = self.embedder
         assert embedder is not None
@@ -489,6 +501,8 @@ class Index:
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled
+            if deadline is not None and time.perf_counter() > deadline:
+                break
             batch = self.vectors.pending(EMBED_BATCH)
             if not batch:
                 break
