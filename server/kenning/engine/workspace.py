@@ -322,21 +322,24 @@ class Index:
         report.deleted = self.store.delete_files(gone)
         done = 0
         prepared = self._prepared(todo, cancel)
-        while done < len(todo):
-            if cancel is not None and cancel.is_set():
-                prepared.close()
-                raise Cancelled
-            # Several whole files per transaction: each file is still all or
-            # nothing, and FTS5 pays its per-commit segment flush once.
-            deadline = time.perf_counter() + COMMIT_EVERY_S
-            with self.store.write():
-                for prep in prepared:
-                    self._apply(prep, report)
-                    done += 1
-                    if done % COMMIT_MAX_FILES == 0 or time.perf_counter() > deadline:
-                        break
-            if progress:
-                progress("chunk", done, len(todo))
+        try:
+            while done < len(todo):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled
+                # Several whole files per transaction: each file is still all or
+                # nothing, and FTS5 pays its per-commit segment flush once.
+                deadline = time.perf_counter() + COMMIT_EVERY_S
+                with self.store.write():
+                    for prep in prepared:
+                        self._apply(prep, report)
+                        done += 1
+                        if done % COMMIT_MAX_FILES == 0 or time.perf_counter() > deadline:
+                            break
+                if progress:
+                    progress("chunk", done, len(todo))
+        finally:
+            # Shuts the worker pool down now, not whenever the generator is collected.
+            prepared.close()
         reasons = dict(scan.skipped)
         for reason, n in self.store.skip_reasons().items():
             reasons[reason] = reasons.get(reason, 0) + n
