@@ -63,8 +63,18 @@ def test_sigkill_midway_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -
             if n >= 100:
                 break
         time.sleep(0.01)
+    children = subprocess.run(
+        ["ps", "--ppid", str(proc.pid), "-o", "pid="], capture_output=True, text=True
+    ).stdout.split()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    # Its chunking workers notice and go: nothing is left running.
+    for _ in range(50):
+        alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert not alive, f"worker processes outlived the killed index run: {alive}"
     interrupted = Index(work)
     assert interrupted.store.counts()["files"] < 1500, "the run finished before the kill"
     report = interrupted.refresh(embed=False)

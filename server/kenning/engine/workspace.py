@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import re
 import shutil
 import threading
@@ -146,6 +147,26 @@ def prepare_text(rel: str, text: str, size: int, mtime_ns: int, digest: str) -> 
         return Prepared(rel, size, mtime_ns, "error", reason=f"could not be chunked ({exc})")
     fts = [(fts_symbol(c.symbol or ""), fts_text(c.text)) for c in chunks]
     return Prepared(rel, size, mtime_ns, "write", None, digest, language, chunks, fts)
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: exit when the process that started it is gone (killed, say).
+
+    A pool's workers wait on their queue forever otherwise, and a killed
+    `kenning index` would leave them behind.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, name="kenning-parent-watch", daemon=True).start()
 
 
 def _prepare_args(args: tuple[str, str, int, int, str | None]) -> Prepared:
@@ -400,9 +421,11 @@ class Index:
             for a in args:
                 yield prepare_file(*a)
             return
-        # forkserver: the language server has threads, which fork would copy mid-flight.
-        ctx = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        # spawn: the language server has threads, which fork would copy mid-flight.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_watch_parent, initargs=(os.getpid(),)
+        ) as pool:
             try:
                 yield from pool.map(_prepare_args, args, chunksize=16)
             finally:
