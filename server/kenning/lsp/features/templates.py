@@ -128,20 +128,24 @@ class Templates:
 
     # -- libraries ----------------------------------------------------------------
 
-    async def library_for(self, uri: str) -> tuple[TemplateLibrary, Index | None, Path]:
-        """The library of the folder holding ``uri``; outside every folder, one
-        with the built-in and user templates only."""
+    async def library_for(self, uri: str) -> tuple[TemplateLibrary, Path | None]:
+        """The library of the folder holding ``uri`` and the file's path; outside
+        every folder (or for an ``untitled:`` buffer, path None), a library of
+        the built-in and user templates only."""
         try:
             index, path = await self.server.index_for(uri)
         except LocationError:
-            path = convert.uri_to_path(uri)
+            try:
+                loose_path: Path | None = convert.uri_to_path(uri)
+            except LocationError:
+                loose_path = None
             if self._loose is None:
                 self._loose = TemplateLibrary(None, embedder=self.server.embedders.get_nowait())
             elif self._loose.embedder is None:
                 self._loose.embedder = self.server.embedders.get_nowait()
-            return self._loose, None, path
+            return self._loose, loose_path
         library = await self.server.in_query_thread(lambda: index.templates)
-        return library, index, path
+        return library, path
 
     async def model(self) -> None:
         """Wait for the model (loading it if the first index has not yet)."""
@@ -189,7 +193,9 @@ def _position(obj: dict[str, Any]) -> lsp.Position:
     return lsp.Position(line=line, character=char)
 
 
-def document_line(ls: KenningServer, uri: str, path: Path, line: int) -> tuple[str, int | None]:
+def document_line(
+    ls: KenningServer, uri: str, path: Path | None, line: int
+) -> tuple[str, int | None]:
     """The text of ``line`` (no line break) in the editor's buffer, else on disk, and
     the buffer's version."""
     doc = ls.workspace.text_documents.get(uri)
@@ -197,6 +203,8 @@ def document_line(ls: KenningServer, uri: str, path: Path, line: int) -> tuple[s
         lines = doc.lines
         text = lines[line] if line < len(lines) else ""
         return text.rstrip("\r\n"), doc.version
+    if path is None:
+        raise LocationError(f"{uri}: not open in the editor and not a file")
     try:
         with path.open(encoding="utf-8", errors="replace") as fh:
             for n, text in enumerate(fh):
@@ -207,8 +215,10 @@ def document_line(ls: KenningServer, uri: str, path: Path, line: int) -> tuple[s
     return "", None
 
 
-def variables_for(path: Path) -> dict[str, str]:
+def variables_for(path: Path | None) -> dict[str, str]:
     """The snippet variables an editor would fill in, for the plain-text form."""
+    if path is None:
+        return {}
     return {
         "TM_FILENAME": path.name,
         "TM_FILENAME_BASE": path.stem,
@@ -267,7 +277,7 @@ async def apply_template(ls: KenningServer, obj: dict[str, Any]) -> dict[str, An
     caps = ls.client_capabilities
     if caps is not None and not (caps.workspace and caps.workspace.apply_edit):
         raise KenningError("this editor cannot apply edits (no workspace/applyEdit support)")
-    library, _, path = await service(ls).library_for(uri)
+    library, path = await service(ls).library_for(uri)
     template = await ls.in_query_thread(library.get, template_id)
     line_text, version = document_line(ls, uri, path, position.line)
     snippet = snippet_edits_supported(ls)
@@ -316,8 +326,8 @@ def _client_snippets(ls: KenningServer) -> tuple[bool, bool]:
     return bool(item.snippet_support), lsp.InsertTextMode.AsIs in modes
 
 
-def _language(uri: str, path: Path, language_id: str | None, first_line: str) -> str | None:
-    lang = detect_language(path.name, first_line)
+def _language(path: Path | None, language_id: str | None, first_line: str) -> str | None:
+    lang = detect_language(path.name, first_line) if path is not None else None
     if lang and lang != "text":
         return lang
     return normalize_language(language_id)
@@ -340,12 +350,14 @@ async def completion(ls: KenningServer, params: lsp.CompletionParams) -> lsp.Com
     if query is None:
         return None
     templates = service(ls)
-    library, _, path = await templates.library_for(uri)
-    await templates.model()
-    language = _language(uri, path, doc.language_id, lines[0] if lines else "")
     try:
+        library, path = await templates.library_for(uri)
+        await templates.model()
+        language = _language(path, doc.language_id, lines[0] if lines else "")
         matches = await ls.in_query_thread(library.match_query, query, language, COMPLETION_K)
-    except UsageError:
+    except KenningError as exc:
+        # A completion list is no place for an error message; the log is.
+        log.info("template completion: %s", exc)
         return None
     snippets, as_is = _client_snippets(ls)
     units = ls.workspace.position_codec.client_num_units(text)
