@@ -26,24 +26,35 @@ from kenning.errors import UsageError
 SIGNATURE_BATCH = 2000
 
 
-def ensure_signatures(store: Store, cancel: threading.Event | None = None) -> int:
-    """Compute the signatures the index lacks; returns how many were computed."""
+def ensure_signatures(
+    store: Store, cancel: threading.Event | None = None, paths: Sequence[str] | None = None
+) -> int:
+    """Compute the signatures the index lacks; returns how many were computed.
+
+    ``paths`` limits the work to the chunks of those files (the language
+    server calls this after each edit, where a scan of every chunk would be waste).
+    """
     version = str(dedup.SIGNATURE_VERSION)
     if store.get_meta("signature_version") != version:
         with store.write() as db:
             db.execute("DELETE FROM signatures")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('signature_version', ?)", (version,))
+    sql = (
+        "SELECT c.id, c.text, c.language FROM chunks c WHERE NOT EXISTS"
+        " (SELECT 1 FROM signatures s WHERE s.chunk_id = c.id)"
+    )
+    params: tuple[object, ...] = ()
+    if paths is not None:
+        if not paths:
+            return 0
+        sql += (
+            " AND c.file_id IN (SELECT id FROM files WHERE path IN"
+            " (SELECT value FROM json_each(?)))"
+        )
+        params = (json.dumps(list(paths)),)
     computed = 0
     while cancel is None or not cancel.is_set():
-        rows = (
-            store.reader()
-            .execute(
-                "SELECT c.id, c.text, c.language FROM chunks c WHERE NOT EXISTS"
-                " (SELECT 1 FROM signatures s WHERE s.chunk_id = c.id) LIMIT ?",
-                (SIGNATURE_BATCH,),
-            )
-            .fetchall()
-        )
+        rows = store.reader().execute(sql + " LIMIT ?", (*params, SIGNATURE_BATCH)).fetchall()
         if not rows:
             break
         items = []
@@ -71,6 +82,29 @@ def load_signatures(store: Store) -> tuple[list[int], list[np.ndarray]]:
         keys.append(chunk_id)
         sigs.append(dedup.signature_from_bytes(sig))
     return keys, sigs
+
+
+def signatures_by_file(
+    store: Store, paths: Sequence[str] | None = None
+) -> dict[str, list[tuple[int, np.ndarray]]]:
+    """(chunk id, signature) of every signed chunk, by file (only ``paths`` if given).
+
+    Files in ``paths`` with no signed chunk map to an empty list, so a caller
+    keeping an in-memory index can tell "now has none" from "not asked".
+    """
+    sql = (
+        "SELECT f.path, s.chunk_id, s.sig FROM signatures s JOIN chunks c ON c.id = s.chunk_id"
+        " JOIN files f ON f.id = c.file_id WHERE s.sig IS NOT NULL"
+    )
+    params: tuple[object, ...] = ()
+    out: dict[str, list[tuple[int, np.ndarray]]] = {}
+    if paths is not None:
+        sql += " AND f.path IN (SELECT value FROM json_each(?))"
+        params = (json.dumps(list(paths)),)
+        out = {p: [] for p in paths}
+    for path, chunk_id, sig in store.reader().execute(sql + " ORDER BY s.chunk_id", params):
+        out.setdefault(path, []).append((chunk_id, dedup.signature_from_bytes(sig)))
+    return out
 
 
 def aligned_vectors(

@@ -66,6 +66,23 @@ class Cancelled(Exception):
     """Raised inside a refresh when its cancel event is set."""
 
 
+@dataclass(frozen=True)
+class IndexChange:
+    """What one write to the index did, for listeners (see :meth:`Index.add_listener`).
+
+    ``paths``: files whose chunks were replaced or removed, or whose editor
+    buffer was set or dropped (even when its text turned out unchanged: the
+    language server publishes a document's hints when it opens). ``vectors``:
+    chunk vectors were written.
+    """
+
+    paths: frozenset[str] = frozenset()
+    vectors: bool = False
+
+
+IndexListener = Callable[[IndexChange], None]
+
+
 @dataclass
 class IndexReport:
     files: int = 0
@@ -235,6 +252,9 @@ class Index:
         self._latencies: deque[float] = deque(self._load_latencies(), maxlen=LATENCY_WINDOW)
         self._last_skipped: dict[str, int] = {}
         self._templates: TemplateLibrary | None = None
+        # Listeners and the paths written since they were last told.
+        self._listeners: tuple[IndexListener, ...] = ()
+        self._touched: set[str] = set()
 
     # -- embedder -----------------------------------------------------------
 
@@ -257,10 +277,42 @@ class Index:
         return self._cache
 
     def close(self) -> None:
+        self._listeners = ()
         self._save_latencies()
         if self._cache is not None:
             self._cache.close()
         self.store.close()
+
+    # -- listeners ----------------------------------------------------------
+
+    def add_listener(self, listener: IndexListener) -> None:
+        """Call ``listener(change)`` after every write, on the writing thread.
+
+        The language server keeps in-memory structures (near-duplicate hints)
+        in step with the index this way instead of polling it. A listener
+        must be quick and must not write to the index; its errors are logged.
+        """
+        self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: IndexListener) -> None:
+        self._listeners = tuple(fn for fn in self._listeners if fn is not listener)
+
+    def _notify(self, paths: Sequence[str] = (), vectors: bool = False) -> None:
+        touched, self._touched = self._touched, set()
+        touched.update(paths)
+        listeners = self._listeners
+        if not listeners or (not touched and not vectors):
+            return
+        change = IndexChange(frozenset(touched), vectors)
+        for listener in listeners:
+            try:
+                listener(change)
+            except Exception:
+                log.error("an index listener failed", exc_info=True)
+
+    def _delete_files(self, paths: Sequence[str]) -> int:
+        self._touched.update(paths)
+        return self.store.delete_files(paths)
 
     # -- paths --------------------------------------------------------------
 
@@ -320,6 +372,7 @@ class Index:
             report.device = emb.device if emb else None
             report.took_s = time.perf_counter() - started
             self.store.set_meta("last_refresh", json.dumps({"at": time.time(), **report.to_json()}))
+        self._notify(vectors=report.embedded + report.cached > 0)
         return report
 
     def _refresh_files(
@@ -340,7 +393,7 @@ class Index:
                 continue
             todo.append((entry, row))
         gone = [p for p in known if p not in seen and p not in self._buffers]
-        report.deleted = self.store.delete_files(gone)
+        report.deleted = self._delete_files(gone)
         done = 0
         prepared = self._prepared(todo, cancel)
         try:
@@ -381,6 +434,7 @@ class Index:
                 report.errors.append(f"{prep.rel}: {prep.reason}")
         elif prep.action == "skip":
             self.store.skip_file(prep.rel, prep.size, prep.mtime_ns, prep.reason or "unfit")
+            self._touched.add(prep.rel)
         elif prep.action == "touch":
             self.store.touch_file(prep.rel, prep.size, prep.mtime_ns)
         else:
@@ -394,6 +448,7 @@ class Index:
                 prep.chunks,
                 prep.fts,
             )
+            self._touched.add(prep.rel)
             if report is not None:
                 report.changed += 1
 
@@ -449,30 +504,34 @@ class Index:
         with self._refresh_lock:
             self._buffers[rel] = text
             row = self.store.file(rel)
-            if row is not None and row.hash == digest and row.skip_reason is None:
-                return True
-            # mtime -1: the index holds a buffer, so the next refresh after the
-            # buffer closes re-reads the file from disk.
-            self._write_text(rel, text, len(data), -1, digest, None)
+            if row is None or row.hash != digest or row.skip_reason is not None:
+                # mtime -1: the index holds a buffer, so the next refresh after the
+                # buffer closes re-reads the file from disk.
+                self._write_text(rel, text, len(data), -1, digest, None)
+        self._notify([rel])
         return True
 
     def drop_buffer(self, path: str | Path, reload: bool = True) -> None:
         """Stop using an editor buffer; the file on disk (if any) is indexed again."""
         rel = self.rel(path)
         with self._refresh_lock:
-            if self._buffers.pop(rel, None) is None or not reload:
-                return
-            file = self.root / rel
-            if not file.is_file():
-                self.store.delete_files([rel])
-                return
-            st = file.stat()
-            row = self.store.file(rel)
-            entry = FileEntry(rel, file, st.st_size, st.st_mtime_ns)
-            if self.scanner.accepts(rel, st.st_size) is None:
-                self._index_entry(entry, row, IndexReport())
-            else:
-                self.store.delete_files([rel])
+            self._drop_buffer(rel, reload)
+        self._notify([rel])
+
+    def _drop_buffer(self, rel: str, reload: bool) -> None:
+        if self._buffers.pop(rel, None) is None or not reload:
+            return
+        file = self.root / rel
+        if not file.is_file():
+            self._delete_files([rel])
+            return
+        st = file.stat()
+        row = self.store.file(rel)
+        entry = FileEntry(rel, file, st.st_size, st.st_mtime_ns)
+        if self.scanner.accepts(rel, st.st_size) is None:
+            self._index_entry(entry, row, IndexReport())
+        else:
+            self._delete_files([rel])
 
     def refresh_paths(self, paths: Sequence[str | Path]) -> IndexReport:
         """Re-read just these files (a watcher saw them change), without a full scan."""
@@ -484,16 +543,17 @@ class Index:
                     continue
                 file = self.root / rel
                 if not file.is_file():
-                    report.deleted += self.store.delete_files([rel])
+                    report.deleted += self._delete_files([rel])
                     continue
                 st = file.stat()
                 if self.scanner.accepts(rel, st.st_size) is not None:
-                    report.deleted += self.store.delete_files([rel])
+                    report.deleted += self._delete_files([rel])
                     continue
                 row = self.store.file(rel)
                 if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
                     continue
                 self._index_entry(FileEntry(rel, file, st.st_size, st.st_mtime_ns), row, report)
+        self._notify()
         return report
 
     # -- embedding ----------------------------------------------------------
@@ -509,6 +569,7 @@ class Index:
                 self._embed_pending(report, progress, cancel)
             except Cancelled:
                 report.cancelled = True
+        self._notify(vectors=report.embedded + report.cached > 0)
         return report
 
     def _embed_pending(
@@ -655,6 +716,10 @@ class Index:
         """The template library for this workspace (built-in, user, ``.kenning/templates``)."""
         if self._templates is None:
             self._templates = TemplateLibrary(self.root, embedder=self.embedder)
+        elif self._templates.embedder is None and self.embedder is not None:
+            # Built before the model had loaded (the language server loads it in
+            # the background): from now on, match by meaning.
+            self._templates.embedder = self.embedder
         return self._templates
 
     def match_templates(

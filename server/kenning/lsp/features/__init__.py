@@ -5,11 +5,10 @@ so a client only sees the capabilities it asked for (``workspace/symbol``
 only when ``workspaceSymbol.semantic`` is on). Registration of one module
 failing is logged and costs that module only.
 
-The template commands and code actions (``kenning.matchTemplates``,
-``kenning.applyTemplate``, "Insert template: NAME", completion on
-``# kenning: ...`` lines) and the duplicate diagnostics come with their
-engines: each adds a module here and one line to :data:`FEATURES`, e.g.
-``Feature("duplicates", lambda s: s.duplicates.diagnostics)``.
+``templates`` brings ``kenning.matchTemplates``, ``kenning.applyTemplate``
+and completion on ``# kenning: ...`` lines; ``duplicates`` the near-duplicate
+diagnostics and ``kenning.duplicates``; ``actions`` offers both in its code
+actions when they are registered.
 """
 
 from __future__ import annotations
@@ -42,6 +41,10 @@ FEATURES: list[Feature] = [
     Feature("sync"),
     Feature("watch"),
     Feature("commands"),
+    Feature("templates"),
+    # Always registered: the setting is followed live, so hints can be turned on
+    # without a restart (off, the module only watches the setting).
+    Feature("duplicates"),
     Feature("actions"),
     Feature("symbols", lambda s: s.workspace_symbol.semantic),
 ]

@@ -1,0 +1,158 @@
+"""Near-duplicate hints: diagnostics on open documents, the code action, live settings."""
+
+from __future__ import annotations
+
+import asyncio
+
+from lsprotocol import types as lsp
+
+from .conftest import VSCODE, Session, eventually, uri
+
+FETCH = """import time
+
+
+def fetch_profile(session, user_id, retries=3):
+    url = f"https://api.example.com/users/{user_id}"
+    for attempt in range(retries):
+        response = session.get(url, timeout=5)
+        if response.status_code == 200:
+            return response.json()
+        time.sleep(2 ** attempt)
+    raise RuntimeError(f"could not fetch {url}")
+"""
+
+# The same function with every name and literal changed.
+FETCH_COPY = """import time
+
+
+def load_account(client, account_id, attempts=3):
+    endpoint = f"https://billing.example.com/accounts/{account_id}"
+    for n in range(attempts):
+        reply = client.get(endpoint, timeout=10)
+        if reply.status_code == 200:
+            return reply.json()
+        time.sleep(2 ** n)
+    raise RuntimeError(f"could not fetch {endpoint}")
+"""
+
+UNRELATED = """def summarise_scores(scores, cutoff=0.5):
+    kept = [s for s in scores if s >= cutoff]
+    if not kept:
+        return {"count": 0, "mean": None, "best": None, "worst": None}
+    total = sum(kept)
+    ordered = sorted(kept)
+    return {"count": len(kept), "mean": total / len(kept), "best": ordered[-1], "worst": ordered[0]}
+"""
+
+FILES = {"a/profile.py": FETCH, "b/billing.py": FETCH_COPY, "c/stats.py": UNRELATED}
+ON = {"duplicates": {"diagnostics": True}}
+
+
+def hints(s: Session, doc: str) -> list[lsp.Diagnostic]:
+    return [d for d in s.client.diagnostics.get(doc, []) if d.source == "kenning"]
+
+
+async def code_actions(s: Session, doc: str, line: int) -> list[lsp.CodeAction]:
+    got = await s.client.text_document_code_action_async(
+        lsp.CodeActionParams(
+            text_document=lsp.TextDocumentIdentifier(uri=doc),
+            range=lsp.Range(
+                start=lsp.Position(line=line, character=4), end=lsp.Position(line=line, character=4)
+            ),
+            context=lsp.CodeActionContext(diagnostics=[]),
+        )
+    )
+    return [a for a in got or [] if isinstance(a, lsp.CodeAction)]
+
+
+async def test_renamed_copy_gets_a_hint_until_it_is_deleted(started, caps):
+    s = await started(FILES, init_options=ON)
+    await s.idle()
+    doc = s.open(s.root / "a/profile.py")
+    copy = uri(s.root / "b/billing.py")
+
+    async def hinted() -> list[lsp.Diagnostic]:
+        return hints(s, doc)
+
+    (hint,) = await eventually(hinted, timeout=15)
+    assert hint.severity == lsp.DiagnosticSeverity.Hint
+    assert hint.message.startswith("1 similar chunk (closest: b/billing.py:4")
+    # The function's lines (0-based 3-10), not the import block.
+    assert hint.range.start == lsp.Position(line=3, character=0)
+    assert hint.range.end.line == 10
+    (related,) = hint.related_information or []
+    assert related.location.uri == copy
+    assert related.location.range.start.line == 3
+    assert "load_account" in related.message
+
+    # The chunk's code actions offer the near-duplicates; the command lists them.
+    actions = await code_actions(s, doc, 5)
+    shown = [a for a in actions if a.title == "Show 1 similar chunk"]
+    assert shown and shown[0].command is not None
+    out = await s.command(shown[0].command.command, *(shown[0].command.arguments or []))
+    assert [r["uri"] for r in out["results"]] == [copy]
+    assert out["results"][0]["symbol"] == "load_account"
+    assert out["results"][0]["score"] >= 0.85
+    # The import block (line 0) has no near-duplicate worth a hint.
+    assert not [a for a in await code_actions(s, doc, 0) if a.title.startswith("Show ")]
+
+    # The copy deleted on disk: the hint goes away.
+    (s.root / "b/billing.py").unlink()
+    if caps == VSCODE:
+        s.client.workspace_did_change_watched_files(
+            lsp.DidChangeWatchedFilesParams(
+                changes=[lsp.FileEvent(uri=copy, type=lsp.FileChangeType.Deleted)]
+            )
+        )
+
+    async def cleared() -> bool:
+        return doc in s.client.diagnostics and not hints(s, doc)
+
+    await eventually(cleared, timeout=15)
+
+
+async def test_hints_follow_the_setting(started, caps):
+    s = await started(FILES)
+    await s.idle()
+    doc = s.open(s.root / "b/billing.py")
+    await s.idle()
+    await asyncio.sleep(1.2)  # two rounds of the settings check
+    assert not hints(s, doc)
+    titles = [a.title for a in await code_actions(s, doc, 5)]
+    assert titles[0] == "Find similar code"
+    assert not [t for t in titles if t.startswith("Show ")]
+
+    # Turned on without a restart: the open document gets its hint.
+    s.client.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(settings={"kenning": ON})
+    )
+
+    async def hinted() -> list[lsp.Diagnostic]:
+        return hints(s, doc)
+
+    (hint,) = await eventually(hinted, timeout=15)
+    assert hint.related_information
+    assert hint.related_information[0].location.uri == uri(s.root / "a/profile.py")
+
+    # A threshold no pair reaches: the hint goes.
+    s.client.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(
+            settings={"kenning": {"duplicates": {"diagnostics": True, "threshold": 1.0}}}
+        )
+    )
+
+    async def cleared() -> bool:
+        return not hints(s, doc)
+
+    # Renamed literals keep the Jaccard at 1.0 but the vectors differ: below 1.0.
+    await eventually(cleared, timeout=15)
+
+    # Back on at the default, then off: published, then cleared.
+    s.client.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(settings={"kenning": ON})
+    )
+    await eventually(hinted, timeout=15)
+    s.client.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(settings={"kenning": {"duplicates": {}}})
+    )
+    await eventually(cleared, timeout=15)
