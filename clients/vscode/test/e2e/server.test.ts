@@ -374,8 +374,17 @@ test("templates: the fitting one first, offered as a code action, inserted as on
     }),
   );
   const titles = (actions ?? []).map((a) => a.title);
-  for (const m of templates.matches) {
-    assert.ok(titles.includes(`Insert template: ${m.name}`), `an "Insert template: ${m.name}" action (got ${titles.join(", ")})`);
+  // The best few fits are offered as code actions (the server shows at most
+  // three, above a score floor): the best match always, and only matches.
+  const offered = titles.filter((t) => t.startsWith("Insert template: "));
+  assert.ok(
+    offered.includes(`Insert template: ${templates.matches[0].name}`),
+    `an action for the best match ${templates.matches[0].name} (got ${titles.join(", ")})`,
+  );
+  assert.ok(offered.length <= 3, `at most three template actions (got ${offered.length})`);
+  const names = new Set(templates.matches.map((m) => `Insert template: ${m.name}`));
+  for (const t of offered) {
+    assert.ok(names.has(t), `${t} is one of the matches`);
   }
 
   // At the end of the file, as `Kenning: Insert Template` sends it.
