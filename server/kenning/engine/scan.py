@@ -200,6 +200,11 @@ BINARY_EXTENSIONS = frozenset(
         ".ipa",
         ".lockb",
         ".DS_Store",
+        ".avif",
+        ".heic",
+        ".ods",
+        ".odt",
+        ".pdb",
     }
 )
 MINIFIED_SUFFIXES = (

@@ -181,3 +181,19 @@ class Searcher:
             hits.append(to_hit(row, score, explain))
         took = (time.perf_counter() - started) * 1000
         return SearchResult(query, mode, hits, took, complete, notes)
+
+
+def merge_results(results: Sequence[SearchResult], k: int, query: str) -> SearchResult:
+    """One answer from several workspace roots: best scores first, at most ``k``.
+
+    Shared by the CLI and the language server, so both merge roots the same way.
+    """
+    hits = sorted((h for r in results for h in r.results), key=lambda h: -h.score)[:k]
+    return SearchResult(
+        query=query,
+        mode=results[0].mode if results else "hybrid",
+        results=hits,
+        took_ms=sum(r.took_ms for r in results),
+        complete=min((r.complete for r in results), default=1.0),
+        notes=sorted({n for r in results for n in r.notes}),
+    )

@@ -318,7 +318,8 @@ class VectorIndex:
         pool = np.flatnonzero(mask)
         if len(pool) == 0:
             return []
-        want = candidates or max(256, 8 * k)
+        # At least 1% of the index: the coarse pass's misses grow with its size.
+        want = candidates or max(256, 8 * k, len(coarse.ids) // 100)
         if len(pool) > want:
             qbits = quantize(query.reshape(1, -1))
             pad = (-qbits.shape[1]) % 8

@@ -9,7 +9,7 @@ check of what a client sent ends in a :class:`UsageError` or
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -216,9 +216,3 @@ def get_location(obj: dict[str, Any]) -> tuple[str, int, int | None]:
         pos = _position(obj["position"], "position")
         return uri, pos.line + 1, None
     raise UsageError("expected {uri, position} or {uri, range}")
-
-
-def merge_hits(per_root: Iterable[Sequence[SearchHit]], k: int) -> list[SearchHit]:
-    hits = [h for hits in per_root for h in hits]
-    hits.sort(key=lambda h: -h.score)
-    return hits[:k]

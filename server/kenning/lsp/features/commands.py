@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from kenning.engine.search import SearchResult
+from kenning.engine.search import SearchResult, merge_results
 from kenning.errors import KenningError
 from kenning.lsp import convert, guard
 from kenning.lsp.server import KenningServer
@@ -51,19 +51,18 @@ async def search(
 
 
 def _answer(query: str, results: list[SearchResult], k: int, started: float) -> dict[str, Any]:
-    hits = convert.merge_hits([r.results for r in results], k)
+    merged = merge_results(results, k, query)
     out: dict[str, Any] = {
         "query": query,
-        "results": convert.bounded([convert.hit_json(h) for h in hits]),
+        "results": convert.bounded([convert.hit_json(h) for h in merged.results]),
         "took_ms": round((time.perf_counter() - started) * 1000, 2),
     }
     if results:
-        out["mode"] = results[0].mode
-        out["complete"] = round(min(r.complete for r in results), 4)
-    notes = sorted({n for r in results for n in r.notes})
-    if notes:
-        out["notes"] = notes
-    out["hits"] = hits  # for workspace/symbol; removed before a command returns
+        out["mode"] = merged.mode
+        out["complete"] = round(merged.complete, 4)
+    if merged.notes:
+        out["notes"] = merged.notes
+    out["hits"] = merged.results  # for workspace/symbol; removed before a command returns
     return out
 
 
