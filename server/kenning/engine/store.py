@@ -458,24 +458,31 @@ class Store:
             if not (0.8 * self._df_total <= total <= 1.25 * self._df_total):
                 self._df.clear()
                 self._df_total = total
-        freq = sorted((self._doc_freq(t), t) for t in terms)
+        budget = max(LEXICAL_BUDGET, int(total * 0.05))
+        freq = sorted((self._doc_freq(t, budget + 1), t) for t in terms)
         kept = [freq[0][1]]
         spent = freq[0][0]
         for df, t in freq[1:]:
-            if spent + df > max(LEXICAL_BUDGET, total * 0.05):
+            if spent + df > budget:
                 break
             kept.append(t)
             spent += df
         return kept
 
-    def _doc_freq(self, term: str) -> int:
+    def _doc_freq(self, term: str, cap: int) -> int:
+        """Chunks holding ``term``, counted no further than ``cap``.
+
+        Past the budget a term is dropped whatever its count, so counting stops
+        there: a word in every chunk costs as little as a rare one.
+        """
         cached = self._df.get(term)
         if cached is None:
             row = (
                 self.reader()
                 .execute(
-                    "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
-                    ('"' + term.replace('"', '""') + '"',),
+                    "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
+                    " LIMIT ?)",
+                    ('"' + term.replace('"', '""') + '"', cap),
                 )
                 .fetchone()
             )
