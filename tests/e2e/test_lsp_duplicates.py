@@ -3,46 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from lsprotocol import types as lsp
 
 from .conftest import VSCODE, Session, eventually, uri
 
-FETCH = """import time
-
-
-def fetch_profile(session, user_id, retries=3):
-    url = f"https://api.example.com/users/{user_id}"
-    for attempt in range(retries):
-        response = session.get(url, timeout=5)
-        if response.status_code == 200:
-            return response.json()
-        time.sleep(2 ** attempt)
-    raise RuntimeError(f"could not fetch {url}")
-"""
-
-# The same function with every name and literal changed.
-FETCH_COPY = """import time
-
-
-def load_account(client, account_id, attempts=3):
-    endpoint = f"https://billing.example.com/accounts/{account_id}"
-    for n in range(attempts):
-        reply = client.get(endpoint, timeout=10)
-        if reply.status_code == 200:
-            return reply.json()
-        time.sleep(2 ** n)
-    raise RuntimeError(f"could not fetch {endpoint}")
-"""
-
-UNRELATED = """def summarise_scores(scores, cutoff=0.5):
-    kept = [s for s in scores if s >= cutoff]
-    if not kept:
-        return {"count": 0, "mean": None, "best": None, "worst": None}
-    total = sum(kept)
-    ordered = sorted(kept)
-    return {"count": len(kept), "mean": total / len(kept), "best": ordered[-1], "worst": ordered[0]}
-"""
+# A function, the same function with every name and literal changed, and an
+# unrelated one of the same length; shared with the CLI's patterns test.
+_FIXTURES = Path(__file__).parents[1] / "fixtures" / "near_duplicates"
+FETCH = (_FIXTURES / "profile.py").read_text()
+FETCH_COPY = (_FIXTURES / "billing.py").read_text()
+UNRELATED = (_FIXTURES / "stats.py").read_text()
 
 FILES = {"a/profile.py": FETCH, "b/billing.py": FETCH_COPY, "c/stats.py": UNRELATED}
 ON = {"duplicates": {"diagnostics": True}}

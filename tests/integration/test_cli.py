@@ -175,37 +175,11 @@ def test_every_command_is_documented_in_the_readme() -> None:
         assert f"kenning {name}" in readme, f"`kenning {name}` is missing from README.md"
 
 
-FETCH = """
-def fetch_profile(session, user_id, retries=3):
-    url = f"https://api.example.com/users/{user_id}"
-    for attempt in range(retries):
-        response = session.get(url, timeout=5)
-        if response.status_code == 200:
-            return response.json()
-        time.sleep(2 ** attempt)
-    raise RuntimeError(f"could not fetch {url}")
-"""
-
-FETCH_COPY = """
-def load_account(client, account_id, attempts=3):
-    endpoint = f"https://billing.example.com/accounts/{account_id}"
-    for n in range(attempts):
-        reply = client.get(endpoint, timeout=10)
-        if reply.status_code == 200:
-            return reply.json()
-        time.sleep(2 ** n)
-    raise RuntimeError(f"could not fetch {endpoint}")
-"""
-
-UNRELATED = """
-def summarise_scores(scores, cutoff=0.5):
-    kept = [s for s in scores if s >= cutoff]
-    if not kept:
-        return {"count": 0, "mean": None, "best": None, "worst": None}
-    total = sum(kept)
-    ordered = sorted(kept)
-    return {"count": len(kept), "mean": total / len(kept), "best": ordered[-1], "worst": ordered[0]}
-"""
+_FIXTURES = Path(__file__).parents[1] / "fixtures" / "near_duplicates"
+# Shared with the language server's duplicate tests; each starts with "import time".
+FETCH = (_FIXTURES / "profile.py").read_text()
+FETCH_COPY = (_FIXTURES / "billing.py").read_text()
+UNRELATED = (_FIXTURES / "stats.py").read_text()
 
 
 @pytest.mark.model
@@ -213,8 +187,8 @@ def test_patterns_finds_a_renamed_copy_and_saves_it_as_a_template(tmp_path: Path
     ws = write_tree(
         tmp_path / "dups",
         {
-            "a/profile.py": "import time\n" + FETCH,
-            "b/billing.py": "import time\n" + FETCH_COPY,
+            "a/profile.py": FETCH,
+            "b/billing.py": FETCH_COPY,
             "c/stats.py": UNRELATED,
         },
     )
@@ -244,8 +218,8 @@ def test_templates_list_json() -> None:
 
 @pytest.mark.model
 def test_templates_match_json(tmp_path: Path) -> None:
-    ws = write_tree(tmp_path / "t", {"client.py": "import time\n" + FETCH})
-    out = run("templates", "match", "client.py:3", "--json", "--path", str(ws))
+    ws = write_tree(tmp_path / "t", {"client.py": FETCH})
+    out = run("templates", "match", "client.py:5", "--json", "--path", str(ws))
     assert out.returncode == 0, out.stderr
     matches = json.loads(out.stdout)["matches"]
     assert matches and set(matches[0]) >= {"id", "name", "languages", "score", "why"}
