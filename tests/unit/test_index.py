@@ -226,3 +226,18 @@ def test_embed_budget_leaves_the_rest_pending_for_the_next_run(
     assert index.search("fetch url retries").results[0].path == "src/http.py"
     finished = index.refresh()
     assert finished.embedded == report.chunks and finished.pending == 0
+
+
+def test_a_line_between_functions_means_the_nearest_one(tmp_path: Path) -> None:
+    ws = write_tree(
+        tmp_path / "gap",
+        {"two.py": "def first():\n    return 1\n\n\ndef second():\n    return 2\n"},
+    )
+    index = Index(ws)
+    index.refresh(embed=False)
+    # The blank gap (lines 3-4): the closer function.
+    assert index.chunk_at("two.py", 3).symbol == "first"
+    assert index.chunk_at("two.py", 4).symbol == "second"
+    assert index.chunk_at("two.py", 1).symbol == "first"
+    with pytest.raises(LocationError):
+        index.chunk_at("two.py", 40)

@@ -351,15 +351,22 @@ class Store:
         )
         return [ChunkRow(*r) for r in rows]
 
-    def chunk_at(self, path: str, line: int) -> ChunkRow | None:
-        """The innermost chunk holding ``line`` (1-based) of ``path``."""
+    def chunk_at(self, path: str, line: int, near: int = 0) -> ChunkRow | None:
+        """The innermost chunk holding ``line`` (1-based) of ``path``.
+
+        With ``near``, a line in the blank gap between two chunks (where a
+        cursor often rests) takes the closest chunk within that many lines,
+        the one below first.
+        """
         row = (
             self.reader()
             .execute(
                 f"SELECT {_CHUNK_COLS} FROM chunks c JOIN files f ON f.id = c.file_id"
-                " WHERE f.path = ? AND c.start_line <= ? AND c.end_line >= ?"
-                " ORDER BY c.end_line - c.start_line LIMIT 1",
-                (path, line, line),
+                " WHERE f.path = ? AND c.start_line <= ? + ? AND c.end_line >= ? - ?"
+                " ORDER BY CASE WHEN c.start_line <= ? AND c.end_line >= ? THEN 0 ELSE 1 END,"
+                " min(abs(c.start_line - ?), abs(c.end_line - ?)), c.start_line < ?,"
+                " c.end_line - c.start_line LIMIT 1",
+                (path, line, near, line, near, line, line, line, line, line),
             )
             .fetchone()
         )

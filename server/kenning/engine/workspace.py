@@ -656,7 +656,8 @@ class Index:
 
     def chunk_at(self, path: str | Path, line: int) -> ChunkRow:
         rel = self.rel(path)
-        row = self.store.chunk_at(rel, line)
+        # A cursor on the blank lines between two functions means one of them.
+        row = self.store.chunk_at(rel, line, near=3)
         if row is None:
             if self.store.file(rel) is None:
                 raise LocationError(
