@@ -339,7 +339,7 @@ class Store:
         rows = self.reader().execute(
             f"SELECT {_CHUNK_COLS} FROM chunks c JOIN files f ON f.id = c.file_id"
             " WHERE c.id IN (SELECT value FROM json_each(?))",
-            (_json_ids(ids),),
+            (json_ids(ids),),
         )
         return {r[0]: ChunkRow(*r) for r in rows}
 
@@ -443,10 +443,10 @@ class Store:
             sql.append("JOIN chunks c ON c.id = f.rowid")
             if languages:
                 where.append("c.language IN (SELECT value FROM json_each(?))")
-                params.append(_json_strs(languages))
+                params.append(json_strs(languages))
             if file_ids is not None:
                 where.append("c.file_id IN (SELECT value FROM json_each(?))")
-                params.append(_json_ids(file_ids))
+                params.append(json_ids(file_ids))
         sql.append("WHERE " + " AND ".join(where))
         sql.append("ORDER BY score LIMIT ?")
         params.append(limit)
@@ -505,9 +505,9 @@ def bump_generation(db: apsw.Connection) -> None:
     )
 
 
-def _json_ids(ids: Sequence[int]) -> str:
+def json_ids(ids: Sequence[int]) -> str:
     return "[" + ",".join(str(int(i)) for i in ids) + "]"
 
 
-def _json_strs(values: Sequence[str]) -> str:
+def json_strs(values: Sequence[str]) -> str:
     return json.dumps(list(values))

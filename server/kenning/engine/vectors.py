@@ -20,7 +20,7 @@ from pathlib import Path
 import apsw
 import numpy as np
 
-from kenning.engine.store import BUSY_TIMEOUT_MS, Store, _json_ids
+from kenning.engine.store import BUSY_TIMEOUT_MS, Store, json_ids, json_strs
 
 
 def quantize(vectors: np.ndarray) -> np.ndarray:
@@ -55,7 +55,7 @@ class EmbeddingCache:
             rows = self.conn.execute(
                 "SELECT digest, vec FROM cache WHERE model = ? AND digest IN"
                 " (SELECT value FROM json_each(?))",
-                (model, _json_strs(digests)),
+                (model, json_strs(digests)),
             )
             return {r[0]: r[1] for r in rows}
 
@@ -81,10 +81,6 @@ class EmbeddingCache:
     def close(self) -> None:
         with self._lock:
             self.conn.close()
-
-
-def _json_strs(values: Sequence[str]) -> str:
-    return "[" + ",".join('"' + v + '"' for v in values) + "]"
 
 
 @dataclass
@@ -193,7 +189,7 @@ class VectorIndex:
     def vectors_of(self, chunk_ids: Sequence[int]) -> dict[int, np.ndarray]:
         rows = self.store.reader().execute(
             "SELECT chunk_id, vec FROM vectors WHERE chunk_id IN (SELECT value FROM json_each(?))",
-            (_json_ids(chunk_ids),),
+            (json_ids(chunk_ids),),
         )
         return {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows}
 
@@ -334,7 +330,7 @@ class VectorIndex:
             " WHERE chunk_id IN (SELECT value FROM json_each(?)) ORDER BY sim DESC LIMIT ?",
             (
                 np.ascontiguousarray(query, dtype=np.float32).tobytes(),
-                _json_ids(chosen.tolist()),
+                json_ids(chosen.tolist()),
                 k,
             ),
         )

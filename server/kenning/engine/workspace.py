@@ -250,7 +250,6 @@ class Index:
         # Editor buffers, by relative path: their text is what gets indexed.
         self._buffers: dict[str, str] = {}
         self._latencies: deque[float] = deque(self._load_latencies(), maxlen=LATENCY_WINDOW)
-        self._last_skipped: dict[str, int] = {}
         self._templates: TemplateLibrary | None = None
         # Listeners and the paths written since they were last told.
         self._listeners: tuple[IndexListener, ...] = ()
@@ -419,7 +418,6 @@ class Index:
             reasons[reason] = reasons.get(reason, 0) + n
         report.skip_reasons = reasons
         report.skipped = sum(reasons.values())
-        self._last_skipped = reasons
         self.store.set_meta("skip_reasons", json.dumps(reasons))
 
     def _index_entry(self, entry: FileEntry, row: FileRow | None, report: IndexReport) -> None:
