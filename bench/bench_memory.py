@@ -26,6 +26,7 @@ from kenning.engine.workspace import Index
 
 class StandIn:
     model_id = "bench-standin-384"
+    space = "bench-standin-384"
     dims = 384
     device = "cpu"
     max_tokens = 256

@@ -38,6 +38,8 @@ class HashEmbedder:
     """A stand-in when the model is skipped: the matching cost is the same shape."""
 
     model_id = "bench-hash-384"
+
+    space = "bench-hash-384"
     dims = 384
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:

@@ -21,6 +21,8 @@ class FakeEmbedder:
     """
 
     model_id = "fake-bow-64"
+
+    space = "fake-bow-64"
     dims = 64
     device = "cpu"
     max_tokens = 512
@@ -63,10 +65,24 @@ def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()
 
 
+@pytest.fixture(scope="session")
+def derived_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of derived (int8) model files for the whole run.
+
+    Deriving takes seconds and gives the same bytes every time, so tests
+    share the result rather than each paying for it in its own home.
+    """
+    return tmp_path_factory.mktemp("derived-models")
+
+
 @pytest.fixture(autouse=True)
-def kenning_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def kenning_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, derived_models: Path
+) -> Path:
     """Every test gets its own KENNING_HOME: no test touches the user's cache."""
     home = tmp_path_factory.mktemp("kenning-home")
+    (home / "models").mkdir()
+    (home / "models" / "derived").symlink_to(derived_models, target_is_directory=True)
     monkeypatch.setenv("KENNING_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home

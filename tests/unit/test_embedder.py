@@ -36,9 +36,9 @@ HTTP_CODE = """def fetch(url, retries=3):
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KENNING_HOME", str(tmp_path / "home"))
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KENNING_MODEL", raising=False)
+    monkeypatch.delenv("KENNING_PRECISION", raising=False)
     monkeypatch.delenv("KENNING_DEVICE", raising=False)
     monkeypatch.delenv("KENNING_THREADS", raising=False)
 
@@ -94,7 +94,9 @@ def test_the_query_finds_the_code_that_does_it(embedder: OnnxEmbedder) -> None:
     assert scores.argmax() == 2
 
 
-def test_batches_give_the_same_vectors_as_one_by_one(embedder: OnnxEmbedder) -> None:
+def test_batches_give_the_same_vectors_as_one_by_one(resolved: models.ResolvedModel) -> None:
+    # Two runs at once: a text's vector must not depend on what runs beside it.
+    embedder = OnnxEmbedder(resolved, device="cpu", threads=2)
     texts = [
         "a",
         JSON_CODE,
@@ -112,14 +114,85 @@ def test_batches_give_the_same_vectors_as_one_by_one(embedder: OnnxEmbedder) -> 
 
 
 def test_small_token_budget_still_covers_every_text(resolved: models.ResolvedModel) -> None:
-    emb = OnnxEmbedder(resolved, device="cpu", token_budget=64)
+    # Batches are how CUDA runs; fp32, since int8 scales are shared by a batch.
+    emb = OnnxEmbedder(resolved, device="cpu", token_budget=64, precision="fp32")
     texts = [JSON_CODE, SORT_CODE, HTTP_CODE * 5, "x"]
     np.testing.assert_allclose(
         emb.embed_documents(texts),
-        OnnxEmbedder(resolved, device="cpu").embed_documents(texts),
+        OnnxEmbedder(resolved, device="cpu", precision="fp32").embed_documents(texts),
         atol=1e-4,
     )
     assert emb.stats.batches >= 3
+
+
+def test_the_cpu_runs_int8_products_derived_once(
+    resolved: models.ResolvedModel, monkeypatch: pytest.MonkeyPatch, kenning_home: Path
+) -> None:
+    emb = OnnxEmbedder(resolved, device="cpu")
+    assert emb.precision == "int8"
+    assert emb.space == "all-minilm-l6-v2-int8+int8-matmul"
+    derived = list((kenning_home / "models" / "derived").glob("all-minilm-l6-v2-int8-*.onnx"))
+    assert len(derived) == 1
+    # A second embedder reuses the file rather than quantising again.
+    import onnxruntime.quantization as quantization
+
+    def no_quantising(*args: object, **kwargs: object) -> None:
+        raise AssertionError("quantised again")
+
+    monkeypatch.setattr(quantization, "quantize_dynamic", no_quantising)
+    again = OnnxEmbedder(resolved, device="cpu")
+    np.testing.assert_array_equal(
+        again.embed_documents([SORT_CODE]), emb.embed_documents([SORT_CODE])
+    )
+
+
+def test_int8_vectors_stay_close_to_fp32(resolved: models.ResolvedModel) -> None:
+    int8 = OnnxEmbedder(resolved, device="cpu")
+    fp32 = OnnxEmbedder(resolved, device="cpu", precision="fp32")
+    assert fp32.space == fp32.model_id == "all-minilm-l6-v2-int8"
+    texts = [JSON_CODE, SORT_CODE, HTTP_CODE, "read a json config file", "x"]
+    cos = (int8.embed_documents(texts) * fp32.embed_documents(texts)).sum(axis=1)
+    assert cos.min() > 0.97, cos
+    # And they answer the same: fp32 ranks the three snippets as int8 does.
+    docs = fp32.embed_documents([JSON_CODE, SORT_CODE, HTTP_CODE])
+    assert (docs @ fp32.embed_query("read a json config file")).argmax() == 0
+
+
+def test_a_failed_derivation_falls_back_to_fp32(
+    resolved: models.ResolvedModel,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(model: models.ResolvedModel) -> Path:
+        raise ModelError("model x: cannot derive int8 weights (disk full)")
+
+    monkeypatch.setattr(models, "cpu_int8_model", broken)
+    with caplog.at_level(logging.WARNING, logger="kenning.engine.embedder"):
+        emb = OnnxEmbedder(resolved, device="cpu")
+        vec = emb.embed_documents([JSON_CODE])
+    assert emb.precision == "fp32" and emb.space == emb.model_id
+    assert "disk full" in caplog.text and "fp32" in caplog.text
+    np.testing.assert_allclose(
+        vec,
+        OnnxEmbedder(resolved, device="cpu", precision="fp32").embed_documents([JSON_CODE]),
+        atol=1e-6,
+    )
+
+
+def test_precision_is_checked(
+    resolved: models.ResolvedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ModelError, match="auto, fp32 or int8"):
+        OnnxEmbedder(resolved, device="cpu", precision="fp8")
+    monkeypatch.setenv("KENNING_PRECISION", "fp32")
+    assert OnnxEmbedder(resolved, device="cpu").precision == "fp32"
+    monkeypatch.setenv("KENNING_PRECISION", "bogus")  # a warning, like KENNING_THREADS
+    assert OnnxEmbedder(resolved, device="cpu").precision == "int8"
+    # A card without cpu_int8 runs fp32 unless int8 is asked for.
+    plain = replace(resolved, card=replace(resolved.card, cpu_int8=False))
+    monkeypatch.delenv("KENNING_PRECISION")
+    assert OnnxEmbedder(plain, device="cpu").precision == "fp32"
+    assert OnnxEmbedder(plain, device="cpu", precision="int8").precision == "int8"
 
 
 def test_a_huge_text_keeps_its_first_max_tokens(embedder: OnnxEmbedder) -> None:
@@ -223,7 +296,7 @@ def test_a_folder_model_embeds_like_the_card(
     folder.mkdir()
     shutil.copy(resolved.model_path, folder / "model.onnx")
     shutil.copy(resolved.tokenizer_path, folder / "tokenizer.json")
-    (folder / "card.json").write_text('{"max_tokens": 256}')
+    (folder / "card.json").write_text('{"max_tokens": 256, "cpu_int8": true}')
     monkeypatch.setenv("KENNING_MODEL", str(folder))
     emb = models.load_embedder(device="cpu")
     assert emb.model_id == "local:mini" and emb.dims == 384

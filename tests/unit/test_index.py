@@ -163,6 +163,7 @@ def test_changing_the_model_reembeds_and_never_mixes(ws: Path, fake_embedder: Fa
 
     class Other(FakeEmbedder):
         model_id = "fake-other"
+        space = "fake-other"
         dims = 32
 
     index = Index(ws, embedder=Other())

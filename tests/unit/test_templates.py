@@ -34,6 +34,8 @@ class FakeEmbedder:
     """Deterministic bag-of-words hashing embedder: texts sharing words are similar."""
 
     model_id = "fake-hash-64"
+
+    space = "fake-hash-64"
     dims = 64
 
     def __init__(self) -> None:

@@ -5,11 +5,14 @@ editor's thread. :class:`OnnxEmbedder` is safe to call from any thread; calls
 are serialised by a lock, since two concurrent runs would only fight over the
 same capped set of cores.
 
-Speed comes from three things: texts are sorted by token length and grouped
-into batches under a token budget, so a batch pads only to its own longest
-member; text past the card's ``max_tokens`` is cut (or windowed) before the
-model sees it; and ONNX Runtime gets all graph optimisations with its thread
-count capped (all cores but one by default) so the editor stays responsive.
+On the CPU, speed comes from running one text per model run on each of the
+capped cores at once (a small transformer keeps one core busy far better than
+it splits over two, and no run pays for padding), with the longest texts
+first so no core is left with a long one at the end; and, where the card
+allows, from int8 matrix products (see :func:`kenning.engine.models.cpu_int8_model`).
+On CUDA, texts are sorted by token length and grouped into batches under a
+token budget, so a batch pads only to its own longest member. Text past the
+card's ``max_tokens`` is cut (or windowed) before the model sees it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -33,12 +37,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Tokens (batch size x padded length) per ONNX run on CPU. Small batches keep
-#: the activations in cache. Measured with bench/bench_embed.py on the 2-core
-#: reference CPU, 2 threads, against the plain one-by-one loop: budget 256
-#: 0.85x, 512 1.10x (4,000 tokens/s), 1024 0.65x.
-CPU_TOKEN_BUDGET = 512
+#: Tokens (batch size x padded length) per ONNX run on CUDA. On the CPU texts
+#: run one at a time, a core each: measured with bench/bench_embed.py on the
+#: 2-core reference CPU, batches under a 512-token budget on 2 threads gave
+#: 1.02x the plain one-by-one loop, one text per run on each core 1.24x.
 GPU_TOKEN_BUDGET = 32768
+PRECISIONS = ("auto", "fp32", "int8")
+#: Suffix of the vector space of a model run with int8 matrix products.
+INT8_SPACE = "+int8-matmul"
+
+
+def model_of_space(space: str | None) -> str | None:
+    """The model id of a vector space (see :attr:`Embedder.space`)."""
+    return space.removesuffix(INT8_SPACE) if space else space
+
+
 MAX_BATCH = 64
 # A text longer than this many characters per kept token is cut before
 # tokenising (only its head is used), so a huge chunk costs no more than a
@@ -90,6 +103,14 @@ class Embedder(Protocol):
     stats: EmbedStats
 
     @property
+    def space(self) -> str:
+        """Names the vector space: vectors of the same space are comparable.
+
+        The model id, plus INT8_SPACE where int8 arithmetic changes the vectors.
+        """
+        ...
+
+    @property
     def dims(self) -> int: ...
 
     @property
@@ -131,6 +152,20 @@ def resolve_threads(threads: int | None) -> int:
     return default_threads()
 
 
+def resolve_precision(precision: str | None) -> str:
+    """``auto``, ``fp32`` or ``int8`` for an argument or ``KENNING_PRECISION``."""
+    if precision is not None:
+        wanted = precision.strip().lower()
+        if wanted not in PRECISIONS:
+            raise ModelError(f"precision must be auto, fp32 or int8, got {precision!r}")
+        return wanted
+    env = os.environ.get("KENNING_PRECISION", "").strip().lower()
+    if env and env not in PRECISIONS:
+        log.warning("KENNING_PRECISION=%r is not auto, fp32 or int8; ignored", env)
+        return "auto"
+    return env or "auto"
+
+
 def plan_device(device: str | None) -> str:
     """``cpu`` or ``cuda`` for a requested ``auto``/``cpu``/``cuda`` (``KENNING_DEVICE`` fills auto)."""
     import onnxruntime as ort
@@ -170,6 +205,7 @@ class OnnxEmbedder:
         device: str | None = "auto",
         threads: int | None = None,
         token_budget: int | None = None,
+        precision: str | None = None,
     ) -> None:
         from tokenizers import Tokenizer
 
@@ -180,11 +216,22 @@ class OnnxEmbedder:
         self.stats = EmbedStats()
         self.threads = resolve_threads(threads)
         self._planned = plan_device(device)
-        self.token_budget = token_budget or (
-            GPU_TOKEN_BUDGET if self._planned == "cuda" else CPU_TOKEN_BUDGET
-        )
+        # Batches on CUDA, or on the CPU when a budget is asked for (tests,
+        # benchmarks); otherwise one text per run, ``threads`` runs at once.
+        self._batched = token_budget is not None or self._planned == "cuda"
+        self.token_budget = token_budget or GPU_TOKEN_BUDGET
+        wanted = resolve_precision(precision)
+        if self._planned == "cuda":
+            if wanted == "int8":
+                log.info("int8 arithmetic is for the CPU; model %s runs in fp32 on CUDA", card.id)
+            self.precision = "fp32"
+        else:
+            self.precision = (
+                "int8" if wanted == "int8" or (wanted == "auto" and card.cpu_int8) else "fp32"
+            )
         self._lock = threading.RLock()
         self._session: Any = None
+        self._pool: ThreadPoolExecutor | None = None
         self._device: str | None = None
         self._dims = card.dims
         self._window = card.long_text == "window"
@@ -216,9 +263,20 @@ class OnnxEmbedder:
     def _create_session(self) -> Any:
         import onnxruntime as ort
 
+        from kenning.engine.models import cpu_int8_model
+
+        path = self.model.model_path
+        if self.precision == "int8":
+            try:
+                path = cpu_int8_model(self.model)
+            except ModelError as exc:
+                log.warning("%s; running it in fp32", exc)
+                self.precision = "fp32"
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = self.threads
+        # One text per run, a core each: ONNX Runtime's own threads would only
+        # split each small matrix product, which scales far worse.
+        opts.intra_op_num_threads = self.threads if self._batched else 1
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
@@ -229,9 +287,7 @@ class OnnxEmbedder:
         if self._planned == "cuda":
             providers.insert(0, "CUDAExecutionProvider")
         try:
-            session = ort.InferenceSession(
-                str(self.model.model_path), sess_options=opts, providers=providers
-            )
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelError(
@@ -241,6 +297,8 @@ class OnnxEmbedder:
         self._device = "cuda" if used and used[0] == "CUDAExecutionProvider" else "cpu"
         if self._planned == "cuda" and self._device != "cuda":
             log.info("the CUDA provider failed to start; embedding on the CPU")
+        if not self._batched and self.threads > 1:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="kenning-embed")
         names = {i.name for i in session.get_inputs()}
         unknown = names - {"input_ids", "attention_mask", "token_type_ids", "position_ids"}
         if "input_ids" not in names or unknown:
@@ -255,11 +313,12 @@ class OnnxEmbedder:
         if self._dims is None and isinstance(pick.shape[-1], int):
             self._dims = pick.shape[-1]
         log.info(
-            "model %s on %s with %d thread(s), token budget %d",
+            "model %s (%s) on %s with %d thread(s), %s",
             self.model_id,
+            self.precision,
             self._device,
             self.threads,
-            self.token_budget,
+            f"token budget {self.token_budget}" if self._batched else "one text per run",
         )
         return session
 
@@ -268,6 +327,11 @@ class OnnxEmbedder:
         self._ensure_session()
         assert self._device is not None
         return self._device
+
+    @property
+    def space(self) -> str:
+        self._ensure_session()  # settles the precision: int8 falls back to fp32 on failure
+        return self.model_id if self.precision == "fp32" else self.model_id + INT8_SPACE
 
     @property
     def dims(self) -> int:
@@ -319,21 +383,25 @@ class OnnxEmbedder:
             groups = self._encode([prefix + t for t in texts] if prefix else list(texts))
             flat = [(i, e) for i, g in enumerate(groups) for e in g]
             order = sorted(range(len(flat)), key=lambda k: len(flat[k][1].ids))
-            vectors: np.ndarray | None = None
-            tokens = padded = batches = 0
-            for batch in self._batches(order, [len(e.ids) for _, e in flat]):
-                encs = [flat[k][1] for k in batch]
-                out = self._run(session, encs)
-                if vectors is None:
-                    vectors = np.empty((len(flat), out.shape[1]), dtype=np.float32)
+            if self._batched:
+                batches = self._batches(order, [len(e.ids) for _, e in flat])
+            else:
+                # Longest first, so no core is left with a long text at the end.
+                batches = [[k] for k in reversed(order)]
+            groups_of = [[flat[k][1] for k in batch] for batch in batches]
+            if self._pool is not None and len(batches) > 1:
+                outs = list(self._pool.map(lambda encs: self._run(session, encs), groups_of))
+            else:
+                outs = [self._run(session, encs) for encs in groups_of]
+            vectors = np.empty((len(flat), outs[0].shape[1]), dtype=np.float32)
+            tokens = padded = 0
+            for batch, encs, out in zip(batches, groups_of, outs, strict=True):
                 vectors[batch] = out
                 tokens += sum(len(e.ids) for e in encs)
                 padded += len(encs) * max(len(e.ids) for e in encs)
-                batches += 1
-            assert vectors is not None
             if len(flat) != len(texts):
                 vectors = self._merge_windows(vectors, flat, len(texts))
-            self.stats.add(len(texts), tokens, padded, batches, time.perf_counter() - start)
+            self.stats.add(len(texts), tokens, padded, len(batches), time.perf_counter() - start)
             return vectors
 
     def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -96,6 +97,10 @@ class ModelCard:
     #: ("truncate"), or embed overlapping windows and average them ("window").
     long_text: LongText = "truncate"
     homepage: str = ""
+    #: on the CPU, run the model with int8 matrix products (ONNX Runtime's
+    #: dynamic quantisation, per channel), derived once from model.onnx and
+    #: cached: about 1.4x the speed, measured per card for the quality cost.
+    cpu_int8: bool = False
 
     @property
     def hub(self) -> bool:
@@ -181,6 +186,7 @@ def card_from_json(data: dict[str, Any], where: str = "card") -> ModelCard:
             default=bool(data.get("default", False)),
             long_text=data.get("long_text", "truncate"),
             homepage=data.get("homepage", ""),
+            cpu_int8=bool(data.get("cpu_int8", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{where}: bad model card ({exc})") from None
@@ -592,6 +598,72 @@ def pull(model_id: str, progress: Progress | None = None) -> ResolvedModel:
 
 
 # --------------------------------------------------------------------------- embedder
+
+
+# --------------------------------------------------------------------------- derived int8 models
+
+#: Bumped when the recipe below changes, so old derived files are not reused.
+_INT8_RECIPE = 1
+
+
+class _QuietQuantizer(logging.Filter):
+    # onnxruntime.quantization warns on the root logger that the graph was not
+    # "pre-processed"; it was (ONNX Runtime's own basic optimisation).
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+def cpu_int8_model(model: ResolvedModel) -> Path:
+    """``model.onnx`` with int8 weights and int8 matrix products, for the CPU.
+
+    Derived once (a few seconds) into ``kenning_home()/models/derived/`` and
+    reused while the source file, ONNX Runtime and the recipe are unchanged.
+    The graph is first folded by ONNX Runtime (weights stored as int8 plus a
+    scale become plain fp32 tensors), then every MatMul with constant weights
+    is quantised per output channel, with activations quantised per run.
+    Activation scales are taken over the whole input tensor, so a text's
+    vector depends on what shares its run: callers run one text at a time.
+    """
+    import onnxruntime as ort
+    import xxhash
+
+    src = model.model_path
+    st = src.stat()
+    key = xxhash.xxh64(
+        f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{ort.__version__}|{_INT8_RECIPE}".encode()
+    ).hexdigest()
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", model.card.id)
+    out = _models_home() / "derived" / f"{name}-{key}-int8.onnx"
+    if out.is_file():
+        return out
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:  # onnx is a dependency, but may have been removed
+        raise ModelError(f"model {model.card.id}: cannot derive int8 weights ({exc})") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log.info("model %s: deriving int8 weights for the CPU (once)", model.card.id)
+    quiet = _QuietQuantizer()
+    logging.getLogger().addFilter(quiet)
+    try:
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".derive-") as tmp:
+            folded = Path(tmp) / "folded.onnx"
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            opts.optimized_model_filepath = str(folded)
+            opts.log_severity_level = 3
+            ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
+            quantised = Path(tmp) / "int8.onnx"
+            quantize_dynamic(folded, quantised, weight_type=QuantType.QInt8, per_channel=True)
+            # Another process deriving the same file writes the same bytes.
+            os.replace(quantised, out)
+    except ModelError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"model {model.card.id}: cannot derive int8 weights ({first})") from None
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    return out
 
 
 def load_embedder(

@@ -92,6 +92,9 @@ class EmbedderLike(Protocol):
     model_id: str
     dims: int
 
+    @property
+    def space(self) -> str: ...
+
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
@@ -947,7 +950,7 @@ class TemplateLibrary:
         embedder = self.embedder
         if embedder is None:
             return None
-        model_id = embedder.model_id
+        model_id = embedder.space
         # One embedding run at a time; the main lock is not held while the model
         # runs, so listing templates never waits for it.
         with self._embed_lock:

@@ -30,7 +30,7 @@ import xxhash
 
 from kenning.config import Settings, kenning_home
 from kenning.engine import chunking
-from kenning.engine.embedder import Embedder
+from kenning.engine.embedder import Embedder, model_of_space
 from kenning.engine.patterns import PatternReport, find_patterns, save_template
 from kenning.engine.scan import FileEntry, Scanner, compile_globs, content_skip_reason
 from kenning.engine.search import Searcher, SearchResult, to_hit
@@ -579,7 +579,7 @@ class Index:
     ) -> None:
         embedder = self.embedder
         assert embedder is not None
-        self.vectors.ensure_model(embedder.model_id, embedder.dims)
+        self.vectors.ensure_model(embedder.space, embedder.dims)
         total = self.vectors.pending_count()
         before = embedder.stats.snapshot()
         done = 0
@@ -592,12 +592,12 @@ class Index:
             if not batch:
                 break
             digests = list({d for _, d, _ in batch})
-            found = self.cache.get_many(embedder.model_id, digests)
+            found = self.cache.get_many(embedder.space, digests)
             missing = {d: t for _, d, t in batch if d not in found}
             if missing:
                 vecs = embedder.embed_documents(list(missing.values()))
                 fresh = [(d, vecs[i].astype(np.float32).tobytes()) for i, d in enumerate(missing)]
-                self.cache.put_many(embedder.model_id, fresh)
+                self.cache.put_many(embedder.space, fresh)
                 found.update(fresh)
             ids = [cid for cid, _, _ in batch]
             matrix = np.stack([np.frombuffer(found[d], dtype=np.float32) for _, d, _ in batch])
@@ -730,7 +730,7 @@ class Index:
             text = "\n".join(self._file_lines(row.path)[line - 1 : end_line])
             return self.templates.match(text, row.language, k)
         vector = self.vectors.vector_of(row.id) if self.embedder is not None else None
-        if vector is not None and self.vectors.model_id == self.embedder.model_id:  # type: ignore[union-attr]
+        if vector is not None and self.vectors.model_id == self.embedder.space:  # type: ignore[union-attr]
             return self.templates.match_vector(vector, row.text, row.language, k)
         return self.templates.match(row.text, row.language, k)
 
@@ -753,7 +753,7 @@ class Index:
         last = json.loads(self.store.get_meta("last_refresh") or "null")
         skipped = json.loads(self.store.get_meta("skip_reasons") or "{}")
         emb = self._embedder
-        model = emb.model_id if emb else self.vectors.model_id
+        model = emb.model_id if emb else model_of_space(self.vectors.model_id)
         cache_hits = last.get("cached", 0) if last else 0
         cache_total = cache_hits + (last.get("embedded", 0) if last else 0)
         lat = sorted(self._latencies)
