@@ -5,6 +5,12 @@ synthetic clustered unit vectors, which is enough to measure scale. For each
 size it reports lexical, vector and hybrid latency through the real Searcher,
 the recall@10 of the binary coarse pass against exact brute force, and, for
 comparison, a sqlite-vec vec0 brute-force KNN over the same vectors.
+
+Latency is measured twice on the same index, each time through a freshly
+opened store: ``cold`` as a one-shot CLI search sees it (the champion lists of
+common words are computed by the first query that needs them), then warm, as
+the language server sees it after ``Index.warm_search`` ran in the background
+(its time is ``lexical_warm_s``).
 """
 
 from __future__ import annotations
@@ -152,33 +158,44 @@ def run_size(n: int, dims: int, queries: int, with_vec0: bool) -> dict[str, obje
         matrix = build(store, vectors, n, dims, rng)
         vocab, freq = vocabulary(np.random.default_rng(n))
         build_s = time.perf_counter() - t
-        searcher = Searcher(store, vectors)
-        ids = np.array([r[0] for r in store.reader().execute("SELECT id FROM chunks ORDER BY id")])
-        t = time.perf_counter()
-        vectors.size()  # first load of the coarse index
-        load_ms = (time.perf_counter() - t) * 1000
-        lat: dict[str, list[float]] = {"lexical": [], "vector": [], "hybrid": []}
-        recalls = []
-        for _ in range(queries):
-            qv = matrix[rng.integers(0, n)] + 0.3 * rng.standard_normal(dims).astype(np.float32)
-            qv /= np.linalg.norm(qv)
-            text = " ".join(rng.choice(vocab[:2000], 3, p=freq[:2000] / freq[:2000].sum()))
-            for mode in lat:
+        store.close()
+        ids = np.array([])
+        out: dict[str, object] = {"chunks": n, "build_s": round(build_s, 1)}
+        for phase in ("cold", "warm"):
+            store = Store(Path(tmp) / "index.db")
+            vectors = VectorIndex(store)
+            searcher = Searcher(store, vectors)
+            ids = np.array(
+                [r[0] for r in store.reader().execute("SELECT id FROM chunks ORDER BY id")]
+            )
+            t = time.perf_counter()
+            vectors.size()  # first load of the coarse index
+            load_ms = (time.perf_counter() - t) * 1000
+            if phase == "warm":
                 t = time.perf_counter()
-                searcher.search(text, qv, 10, mode)
-                lat[mode].append((time.perf_counter() - t) * 1000)
-            exact = set(ids[np.argsort(-(matrix @ qv))[:10]].tolist())
-            got = {cid for cid, _ in vectors.nearest(qv, 10)}
-            recalls.append(len(exact & got) / 10)
-        out: dict[str, object] = {
-            "chunks": n,
-            "build_s": round(build_s, 1),
-            "coarse_load_ms": round(load_ms, 1),
-            "recall_at_10": round(float(np.mean(recalls)), 4),
-        }
-        for mode, values in lat.items():
-            out[f"{mode}_ms_p50"] = pct(values, 50)
-            out[f"{mode}_ms_p95"] = pct(values, 95)
+                out["lexical_warm_lists"] = store.warm_lexical()
+                out["lexical_warm_s"] = round(time.perf_counter() - t, 2)
+            lat: dict[str, list[float]] = {"lexical": [], "vector": [], "hybrid": []}
+            recalls = []
+            for _ in range(queries):
+                qv = matrix[rng.integers(0, n)] + 0.3 * rng.standard_normal(dims).astype(np.float32)
+                qv /= np.linalg.norm(qv)
+                text = " ".join(rng.choice(vocab[:2000], 3, p=freq[:2000] / freq[:2000].sum()))
+                for mode in lat:
+                    t = time.perf_counter()
+                    searcher.search(text, qv, 10, mode)
+                    lat[mode].append((time.perf_counter() - t) * 1000)
+                exact = set(ids[np.argsort(-(matrix @ qv))[:10]].tolist())
+                got = {cid for cid, _ in vectors.nearest(qv, 10)}
+                recalls.append(len(exact & got) / 10)
+            suffix = "_cold" if phase == "cold" else ""
+            out[f"coarse_load_ms{suffix}"] = round(load_ms, 1)
+            out[f"recall_at_10{suffix}"] = round(float(np.mean(recalls)), 4)
+            for mode, values in lat.items():
+                out[f"{mode}{suffix}_ms_p50"] = pct(values, 50)
+                out[f"{mode}{suffix}_ms_p95"] = pct(values, 95)
+            if phase == "cold":
+                store.close()
         if with_vec0:
             conn = store.conn
             conn.execute(
@@ -219,7 +236,7 @@ def main() -> None:
             {
                 "dims": args.dims,
                 "sizes": results,
-                "target": "hybrid p95 < 30 ms at 100k (query embedding not included)",
+                "target": "hybrid p95 < 30 ms at 100k (query embedding not included), warm",
             },
             indent=2,
         )

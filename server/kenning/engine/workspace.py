@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import apsw
 import numpy as np
 import xxhash
 
@@ -254,6 +255,7 @@ class Index:
         # Listeners and the paths written since they were last told.
         self._listeners: tuple[IndexListener, ...] = ()
         self._touched: set[str] = set()
+        self._warm_lock = threading.Lock()
 
     # -- embedder -----------------------------------------------------------
 
@@ -281,6 +283,24 @@ class Index:
         if self._cache is not None:
             self._cache.close()
         self.store.close()
+
+    def warm_search(self) -> int:
+        """Compute what a large index's first searches would otherwise wait for.
+
+        That is the lexical champion lists of its commonest words (a few
+        seconds at 100k chunks, nothing on a small index). For a background
+        thread; a second call while one runs returns at once. Returns the
+        number of lists computed.
+        """
+        if not self._warm_lock.acquire(blocking=False):
+            return 0
+        try:
+            return self.store.warm_lexical()
+        except apsw.Error as exc:  # the index was closed under it: nothing to warm
+            log.debug("%s: warming search stopped: %s", self.root, exc)
+            return 0
+        finally:
+            self._warm_lock.release()
 
     # -- listeners ----------------------------------------------------------
 

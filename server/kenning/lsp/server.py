@@ -343,6 +343,8 @@ class KenningServer(LanguageServer):
             index = folder.ready.result()
             self.embedders.load()
             report = index.refresh(progress=progress, cancel=cancel)
+            if not report.cancelled:
+                threading.Thread(target=index.warm_search, name="kenning-warm", daemon=True).start()
             for err in report.errors[:20]:
                 log.warning("skipped %s", err)
             if not report.cancelled:

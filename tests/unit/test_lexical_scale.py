@@ -1,0 +1,126 @@
+"""Lexical search on an index past the budget: common words dropped, champion lists."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from kenning.engine import store as store_mod
+from kenning.engine.store import Store
+from kenning.engine.types import Chunk
+
+COMMON = ["parse", "value", "return", "config"]
+RARE = ["zebra", "quokka", "narwhal"]
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """300 chunks; a budget of 30, so a word in more than 30 chunks is common."""
+    monkeypatch.setattr(store_mod, "LEXICAL_BUDGET", 30)
+    rng = random.Random(5)
+    s = Store(tmp_path / "i.db")
+    for f in range(30):
+        chunks = []
+        for j in range(10):
+            n = f * 10 + j
+            words = [w for w in COMMON for _ in range(rng.randint(1, 4))]
+            if n % 50 == 0:
+                words.append(RARE[n // 50 % len(RARE)])
+            rng.shuffle(words)
+            words += ["filler"] * rng.randint(0, 30)  # lengths vary, so bm25 does
+            text = f"def f{n}():\n    " + " ".join(words)
+            chunks.append(
+                Chunk(
+                    f"m{f}.py",
+                    j * 3 + 1,
+                    j * 3 + 2,
+                    "function",
+                    f"f{n}",
+                    "python" if f % 3 else "go",
+                    text,
+                    f"{f}-{j}",
+                )
+            )
+        s.write_file(f"m{f}.py", 100, 1, str(f), "python", chunks)
+    return s
+
+
+def count_rankings(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    calls: list[list[str]] = []
+    real = store._rank
+
+    def counting(terms, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(list(terms))
+        return real(terms, *args, **kwargs)
+
+    monkeypatch.setattr(store, "_rank", counting)
+    return calls
+
+
+def test_a_rare_word_is_ranked_and_the_common_ones_dropped(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = count_rankings(store, monkeypatch)
+    found = store.lexical(["parse", "zebra", "config"], 10)
+    assert calls == [["zebra"]]
+    assert len(found) == 2 and all(score < 0 for _, score in found)
+
+
+def test_only_common_words_rank_from_champion_lists(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lists long enough to hold every chunk: then the sum is bm25 itself.
+    monkeypatch.setattr(store_mod, "CHAMPIONS", 1000)
+    exact = store._rank(["parse", "config"], 20)
+    calls = count_rankings(store, monkeypatch)
+    got = store.lexical(["parse", "config"], 20)
+    assert calls == [["parse"], ["config"]]  # one list per word
+    assert [cid for cid, _ in got] == [cid for cid, _ in exact]
+    for (_, a), (_, b) in zip(got, exact, strict=True):
+        assert a == pytest.approx(b, rel=1e-6)
+    # The lists are reused: "parsing" has the stem of "parse".
+    store.lexical(["parsing", "config"], 20)
+    store.lexical(["value"], 5)
+    assert calls == [["parse"], ["config"], ["value"]]
+
+
+def test_short_champion_lists_still_find_the_strongest_chunks(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_mod, "CHAMPIONS", 20)
+    got = store.lexical(["parse", "value"], 10)
+    exact = store._rank(["parse", "value"], 10)
+    assert len(got) == 10
+    # The best chunk for the two words is near the top of each word's list.
+    assert exact[0][0] in [cid for cid, _ in got[:3]]
+
+
+def test_a_filter_that_empties_the_lists_ranks_everything(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_mod, "CHAMPIONS", 5)
+    calls = count_rankings(store, monkeypatch)
+    go_files = [
+        fid for (fid,) in store.reader().execute("SELECT id FROM files WHERE path = 'm0.py'")
+    ]
+    got = store.lexical(["parse"], 8, file_ids=go_files)
+    assert len(got) == 8
+    assert calls[-1] == ["parse"]  # the exact ranking, with the filter
+    assert {r.path for r in store.chunk_rows([cid for cid, _ in got]).values()} == {"m0.py"}
+
+
+def test_warming_computes_the_lists_of_common_words(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = count_rankings(store, monkeypatch)
+    warmed = store.warm_lexical(sample=100)
+    assert warmed >= len(COMMON) + 1  # the four words, and "filler"
+    ranked_while_warming = len(calls)
+    store.lexical(["config", "return"], 10)
+    assert len(calls) == ranked_while_warming  # answered from the warm lists
+    # A small index needs no lists.
+    monkeypatch.setattr(store_mod, "LEXICAL_BUDGET", 5000)
+    store._champions.clear()
+    assert store.warm_lexical() == 0
