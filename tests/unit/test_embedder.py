@@ -133,13 +133,12 @@ def test_the_cpu_runs_int8_products_derived_once(
     assert emb.space == "all-minilm-l6-v2-int8+int8-matmul"
     derived = list((kenning_home / "models" / "derived").glob("all-minilm-l6-v2-int8-*.onnx"))
     assert len(derived) == 1
-    # A second embedder reuses the file rather than quantising again.
-    import onnxruntime.quantization as quantization
 
-    def no_quantising(*args: object, **kwargs: object) -> None:
-        raise AssertionError("quantised again")
+    # A second embedder reuses the file rather than deriving it again.
+    def no_deriving(*args: object, **kwargs: object) -> None:
+        raise AssertionError("derived again")
 
-    monkeypatch.setattr(quantization, "quantize_dynamic", no_quantising)
+    monkeypatch.setattr(models.subprocess, "run", no_deriving)
     again = OnnxEmbedder(resolved, device="cpu")
     np.testing.assert_array_equal(
         again.embed_documents([SORT_CODE]), emb.embed_documents([SORT_CODE])
@@ -177,6 +176,17 @@ def test_a_failed_derivation_falls_back_to_fp32(
         OnnxEmbedder(resolved, device="cpu", precision="fp32").embed_documents([JSON_CODE]),
         atol=1e-6,
     )
+
+
+def test_a_model_that_cannot_be_derived_says_why(tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"not an onnx file")
+    (folder / "tokenizer.json").write_text("{}")
+    card = models.card_from_json({"id": "local:broken"})
+    broken = models.ResolvedModel(card, folder / "model.onnx", folder / "tokenizer.json")
+    with pytest.raises(ModelError, match="local:broken: cannot derive int8 weights"):
+        models.cpu_int8_model(broken)
 
 
 def test_precision_is_checked(

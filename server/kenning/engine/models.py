@@ -25,6 +25,8 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -604,13 +606,7 @@ def pull(model_id: str, progress: Progress | None = None) -> ResolvedModel:
 
 #: Bumped when the recipe below changes, so old derived files are not reused.
 _INT8_RECIPE = 1
-
-
-class _QuietQuantizer(logging.Filter):
-    # onnxruntime.quantization warns on the root logger that the graph was not
-    # "pre-processed"; it was (ONNX Runtime's own basic optimisation).
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing" not in record.getMessage()
+_DERIVE_TIMEOUT_S = 600
 
 
 def cpu_int8_model(model: ResolvedModel) -> Path:
@@ -623,6 +619,10 @@ def cpu_int8_model(model: ResolvedModel) -> Path:
     is quantised per output channel, with activations quantised per run.
     Activation scales are taken over the whole input tensor, so a text's
     vector depends on what shares its run: callers run one text at a time.
+
+    The work runs in a child process: it holds several copies of the fp32
+    graph at once (about 500 MB for the default model), which would otherwise
+    stay the indexing process's peak and, freed, its resident size.
     """
     import onnxruntime as ort
     import xxhash
@@ -636,34 +636,46 @@ def cpu_int8_model(model: ResolvedModel) -> Path:
     out = _models_home() / "derived" / f"{name}-{key}-int8.onnx"
     if out.is_file():
         return out
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as exc:  # onnx is a dependency, but may have been removed
-        raise ModelError(f"model {model.card.id}: cannot derive int8 weights ({exc})") from None
     out.parent.mkdir(parents=True, exist_ok=True)
     log.info("model %s: deriving int8 weights for the CPU (once)", model.card.id)
-    quiet = _QuietQuantizer()
-    logging.getLogger().addFilter(quiet)
+    code = "import sys; from kenning.engine.models import derive_int8; derive_int8(*sys.argv[1:])"
     try:
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".derive-") as tmp:
-            folded = Path(tmp) / "folded.onnx"
-            opts = ort.SessionOptions()
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-            opts.optimized_model_filepath = str(folded)
-            opts.log_severity_level = 3
-            ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
-            quantised = Path(tmp) / "int8.onnx"
-            quantize_dynamic(folded, quantised, weight_type=QuantType.QInt8, per_channel=True)
-            # Another process deriving the same file writes the same bytes.
-            os.replace(quantised, out)
-    except ModelError:
-        raise
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"model {model.card.id}: cannot derive int8 weights ({first})") from None
-    finally:
-        logging.getLogger().removeFilter(quiet)
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(src), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=_DERIVE_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelError(f"model {model.card.id}: cannot derive int8 weights ({exc})") from None
+    if done.returncode != 0 or not out.is_file():
+        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+        why = lines[-1] if lines else f"exit status {done.returncode}"
+        raise ModelError(f"model {model.card.id}: cannot derive int8 weights ({why})")
     return out
+
+
+def derive_int8(src: str, out: str) -> None:
+    """The work of :func:`cpu_int8_model`, in the process that runs it."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # onnxruntime.quantization warns on the root logger that the graph was not
+    # "pre-processed"; it was (ONNX Runtime's own basic optimisation).
+    logging.getLogger().setLevel(logging.ERROR)
+    target = Path(out)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".derive-") as tmp:
+        folded = Path(tmp) / "folded.onnx"
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        opts.optimized_model_filepath = str(folded)
+        opts.log_severity_level = 3
+        ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+        quantised = Path(tmp) / "int8.onnx"
+        quantize_dynamic(folded, quantised, weight_type=QuantType.QInt8, per_channel=True)
+        # Another process deriving the same file writes the same bytes.
+        os.replace(quantised, target)
 
 
 def load_embedder(
