@@ -394,9 +394,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["skip_reasons"].items()))
         print(f"  skipped {s['skipped']}" + (f" ({reasons})" if reasons else ""))
-        print(
-            f"  model {s['model'] or '-'}; index {m['index_bytes'] / 1e6:.1f} MB at {s['index_path']}"
-        )
+        model = s["model"] or "-"
+        if s["precision"]:
+            model += f" ({s['precision']})"
+        print(f"  model {model}; index {m['index_bytes'] / 1e6:.1f} MB at {s['index_path']}")
         if m["embedding"]:
             e = m["embedding"]
             print(f"  embedding {e['tokens_per_s']:.0f} tokens/s, {e['chunks_per_s']:.1f} chunks/s")

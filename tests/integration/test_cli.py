@@ -117,6 +117,7 @@ def test_status_json(ws: Path) -> None:
     out = run("status", "--json", "--path", str(ws))
     data = json.loads(out.stdout)
     assert data["files"] == 2 and data["chunks"] >= 2
+    assert data["model"] is None and data["precision"] is None  # nothing embedded yet
     assert data["skip_reasons"].get("excluded", 0) + data["skip_reasons"].get("vendored", 0) >= 1
 
 

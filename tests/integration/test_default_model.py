@@ -25,6 +25,7 @@ docs = emb.embed_documents([
 scores = (docs @ emb.embed_query("parse a json configuration file")).tolist()
 heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
 print(json.dumps({"model": emb.model_id, "device": emb.device, "dims": emb.dims,
+                  "precision": emb.precision,
                   "scores": scores, "heavy": heavy, "took_s": time.perf_counter() - t0}))
 """
 
@@ -58,6 +59,10 @@ def test_default_model_offline_in_a_fresh_home(tmp_path: Path) -> None:
     assert first["heavy"] == []
     # The verification is remembered: a second start does not re-hash 23 MB.
     assert (tmp_path / "home" / "models" / "verified.json").is_file()
+    if first["device"] == "cpu":
+        # Offline too, the int8 model is derived once into the home.
+        assert first["precision"] == "int8"
+        assert list((tmp_path / "home" / "models" / "derived").glob("*-int8.onnx"))
     second = run(tmp_path / "home")
     assert second["scores"] == pytest.approx(first["scores"], abs=1e-6)
 

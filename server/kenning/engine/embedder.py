@@ -52,6 +52,15 @@ def model_of_space(space: str | None) -> str | None:
     return space.removesuffix(INT8_SPACE) if space else space
 
 
+def precision_of(embedder: object | None, space: str | None = None) -> str | None:
+    """``int8`` or ``fp32``: what an embedder computes in, else what ``space`` was made in."""
+    if embedder is not None:
+        return str(getattr(embedder, "precision", "fp32"))
+    if space:
+        return "int8" if space.endswith(INT8_SPACE) else "fp32"
+    return None
+
+
 MAX_BATCH = 64
 # A text longer than this many characters per kept token is cut before
 # tokenising (only its head is used), so a huge chunk costs no more than a

@@ -31,7 +31,7 @@ import xxhash
 
 from kenning.config import Settings, kenning_home
 from kenning.engine import chunking
-from kenning.engine.embedder import Embedder, model_of_space
+from kenning.engine.embedder import Embedder, model_of_space, precision_of
 from kenning.engine.patterns import PatternReport, find_patterns, save_template
 from kenning.engine.scan import FileEntry, Scanner, compile_globs, content_skip_reason
 from kenning.engine.search import Searcher, SearchResult, to_hit
@@ -793,6 +793,8 @@ class Index:
             "languages": self.store.languages(),
             "model": model,
             "device": emb.device if emb else None,
+            # int8 where the model runs with int8 matrix products (the CPU default).
+            "precision": precision_of(emb, self.vectors.model_id),
             "rebuilt": self.rebuilt,
             "buffers": len(self._buffers),
             "last_refresh": last,

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from kenning.engine.embedder import precision_of
 from kenning.engine.search import SearchResult, merge_results
 from kenning.errors import KenningError
 from kenning.lsp import convert, guard
@@ -146,6 +147,7 @@ async def status(ls: KenningServer) -> dict[str, Any]:
         "skipped": sum(f["skipped"] for f in ok),
         "model": embedder.model_id if embedder else None,
         "device": embedder.device if embedder else None,
+        "precision": precision_of(embedder),
         "model_error": ls.embedders.error,
         "metrics": {
             "index_bytes": sum(f["metrics"]["index_bytes"] for f in ok),
