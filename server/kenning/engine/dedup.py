@@ -27,8 +27,8 @@ whenever the tokeniser or the hashing does, so a store can drop stale ones.
 
 The index and the decision
 --------------------------
-:class:`DuplicateIndex` wraps ``datasketch.MinHashLSH`` (banding tuned for the
-Jaccard ``threshold``) and keeps every signature, so a query returns candidates
+:class:`DuplicateIndex` is an LSH index over the signatures (the banding
+datasketch's ``MinHashLSH`` picks for the Jaccard ``threshold``) and keeps every signature, so a query returns candidates
 with their estimated Jaccard, and keys can be added, replaced and removed one by
 one as chunks change. Whether a candidate is reported is decided by
 :func:`similarity`: the estimated Jaccard alone, or, when embedding vectors are
@@ -358,22 +358,6 @@ def _bands(threshold: float, num_perm: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------- the index
 
 
-class _Sketch:
-    """The two things ``MinHashLSH`` reads from a MinHash: its values and length.
-
-    Wrapping a signature costs nothing, where building a ``LeanMinHash`` copies
-    and validates it on every query.
-    """
-
-    __slots__ = ("hashvalues",)
-
-    def __init__(self, hashvalues: np.ndarray) -> None:
-        self.hashvalues = hashvalues
-
-    def __len__(self) -> int:
-        return len(self.hashvalues)
-
-
 class DuplicateIndex:
     """Signatures of chunks by key, searchable for near-duplicates; updated one key
     at a time as chunks change.
@@ -387,8 +371,14 @@ class DuplicateIndex:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         self.threshold = threshold
         self.num_perm = num_perm
+        # LSH band tables: a key lands in one bucket per band, by the bytes of
+        # its signature's slice; keys sharing any bucket are candidates.
+        # datasketch picks the banding; the tables are kept here because its
+        # query adds a big bucket's keys one by one in Python, which made
+        # chunks with hundreds of copies cost milliseconds per query.
         bands, rows = _bands(threshold, num_perm)
-        self._lsh = MinHashLSH(num_perm=num_perm, params=(bands, rows))
+        self._slices = [slice(b * rows, (b + 1) * rows) for b in range(bands)]
+        self._tables: list[dict[bytes, set[int]]] = [{} for _ in range(bands)]
         # Signatures live in one growing matrix so a query scores all its
         # candidates with a single vectorised comparison.
         self._matrix = np.zeros((64, num_perm), dtype=np.uint32)
@@ -423,14 +413,22 @@ class DuplicateIndex:
                 self._matrix = grown
         self._matrix[row] = sig
         self._row[key] = row
-        self._lsh.insert(key, _Sketch(self._matrix[row]), check_duplication=False)
+        for band, table in zip(self._slices, self._tables, strict=True):
+            table.setdefault(sig[band].tobytes(), set()).add(key)
 
     def remove(self, key: int) -> None:
         """Forget ``key``; a key that is not there is ignored."""
         row = self._row.pop(key, None)
         if row is None:
             return
-        self._lsh.remove(key)
+        sig = self._matrix[row]
+        for band, table in zip(self._slices, self._tables, strict=True):
+            h = sig[band].tobytes()
+            bucket = table.get(h)
+            if bucket is not None:
+                bucket.discard(key)
+                if not bucket:
+                    del table[h]
         self._free.append(row)
 
     def query(
@@ -441,7 +439,11 @@ class DuplicateIndex:
         sig = _check_signature(signature, self.num_perm)
         if not self._row:
             return []
-        found = self._lsh.query(_Sketch(sig))
+        found: set[int] = set()
+        for band, table in zip(self._slices, self._tables, strict=True):
+            bucket = table.get(sig[band].tobytes())
+            if bucket:
+                found.update(bucket)
         if not found:
             return []
         keys = np.fromiter(found, dtype=np.int64, count=len(found))
