@@ -69,12 +69,19 @@ def rss_mb() -> float:
 
 
 MODEL_PROBE = """
-import resource, json
+import json, re
 from kenning.engine.models import load_embedder
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def peak_mb():
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child started by a
+    # big parent would report the parent's peak as its own.
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmHWM:\\s+(\\d+)", f.read()).group(1)) / 1024
+
+before = peak_mb()
 e = load_embedder(threads=2)
 e.embed_documents(["def f(x):\\n    return x * 2 " * 40] * 64)  # the largest batches
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+after = peak_mb()
 print(json.dumps({"python_mb": round(before, 1), "with_model_mb": round(after, 1)}))
 """
 
