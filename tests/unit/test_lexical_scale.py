@@ -124,3 +124,32 @@ def test_warming_computes_the_lists_of_common_words(
     monkeypatch.setattr(store_mod, "LEXICAL_BUDGET", 5000)
     store._champions.clear()
     assert store.warm_lexical() == 0
+
+
+def test_the_index_warms_in_a_thread_and_leaves_no_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from kenning.engine.workspace import Index
+
+    monkeypatch.setattr(store_mod, "LEXICAL_BUDGET", 10)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for i in range(40):
+        (ws / f"m{i}.py").write_text(
+            f"def load_config_{i}(path):\n    return parse(read(path), config=True)\n\n\n"
+            f"def save_config_{i}(path, config):\n    write(path, dump(config))\n"
+        )
+    index = Index(ws)
+    index.refresh(embed=False)
+    readers = len(index.store._readers)
+    got: list[int] = []
+    worker = threading.Thread(target=lambda: got.append(index.warm_search()))
+    worker.start()
+    worker.join()
+    assert got and got[0] >= 2  # "config" and "path" are in every chunk
+    assert len(index.store._readers) == readers
+    calls = count_rankings(index.store, monkeypatch)
+    assert index.store.lexical(["config", "path"], 5) and calls == []
+    index.close()

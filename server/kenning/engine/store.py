@@ -152,6 +152,19 @@ class Store:
                 self._readers.append(conn)
         return conn
 
+    def release_reader(self) -> None:
+        """Close this thread's read connection: for a thread that is about to end."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        self._local.tokenizer = None
+        with self._lock:
+            if conn in self._readers:
+                self._readers.remove(conn)
+        with contextlib.suppress(Exception):
+            conn.close()
+
     def close(self) -> None:
         with self._lock:
             for conn in self._readers:

@@ -289,8 +289,8 @@ class Index:
 
         That is the lexical champion lists of its commonest words (a few
         seconds at 100k chunks, nothing on a small index). For a background
-        thread; a second call while one runs returns at once. Returns the
-        number of lists computed.
+        thread, whose read connection it closes when done; a second call while
+        one runs returns at once. Returns the number of lists computed.
         """
         if not self._warm_lock.acquire(blocking=False):
             return 0
@@ -300,6 +300,7 @@ class Index:
             log.debug("%s: warming search stopped: %s", self.root, exc)
             return 0
         finally:
+            self.store.release_reader()
             self._warm_lock.release()
 
     # -- listeners ----------------------------------------------------------
