@@ -178,6 +178,24 @@ def test_a_failed_derivation_falls_back_to_fp32(
     )
 
 
+def test_a_damaged_derived_model_runs_fp32_and_is_derived_again(
+    resolved: models.ResolvedModel, kenning_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    derived = models.cpu_int8_model(resolved)
+    good = derived.read_bytes()
+    try:
+        derived.write_bytes(good[: len(good) // 2])  # as if cut short
+        with caplog.at_level(logging.WARNING, logger="kenning.engine.embedder"):
+            emb = OnnxEmbedder(resolved, device="cpu")
+            vec = emb.embed_documents([JSON_CODE])
+        assert emb.precision == "fp32" and "running it in fp32" in caplog.text
+        assert not derived.exists()  # so the next start derives it again
+        fp32 = OnnxEmbedder(resolved, device="cpu", precision="fp32")
+        np.testing.assert_allclose(vec, fp32.embed_documents([JSON_CODE]), atol=1e-6)
+    finally:
+        derived.write_bytes(good)  # the derived folder is shared by the whole run
+
+
 def test_a_model_that_cannot_be_derived_says_why(tmp_path: Path) -> None:
     folder = tmp_path / "broken"
     folder.mkdir()

@@ -17,6 +17,7 @@ card's ``max_tokens`` is cut (or windowed) before the model sees it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -299,9 +300,20 @@ class OnnxEmbedder:
             session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelError(
-                f"model {self.model_id}: onnxruntime cannot load {self.model.model_path}: {first}"
-            ) from None
+            if path == self.model.model_path:
+                raise ModelError(
+                    f"model {self.model_id}: onnxruntime cannot load {path}: {first}"
+                ) from None
+            # The int8 kernels may be missing on this CPU or build, or the
+            # derived file damaged: run the model as shipped, and derive again
+            # next time.
+            log.warning(
+                "model %s: cannot load %s (%s); running it in fp32", self.model_id, path, first
+            )
+            with contextlib.suppress(OSError):
+                path.unlink()
+            self.precision = "fp32"
+            return self._create_session()
         used = session.get_providers()
         self._device = "cuda" if used and used[0] == "CUDAExecutionProvider" else "cpu"
         if self._planned == "cuda" and self._device != "cuda":
