@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xxhash
@@ -31,13 +31,11 @@ import xxhash
 from kenning.config import Settings, kenning_home
 from kenning.engine import chunking
 from kenning.engine.embedder import Embedder
-from kenning.engine.patterns import PatternReport, find_patterns, save_template
 from kenning.engine.scan import FileEntry, Scanner, compile_globs, content_skip_reason
 from kenning.engine.search import Searcher, SearchResult, to_hit
-from kenning.engine.store import ChunkRow, FileRow, Store
+from kenning.engine.store import ChunkRow, FileRecord, FileRow, Store
 from kenning.engine.templates import TemplateLibrary, TemplateMatch
 from kenning.engine.text import fts_symbol, fts_text
-from kenning.engine.types import Chunk
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.errors import (
     IndexCorruptError,
@@ -46,6 +44,11 @@ from kenning.errors import (
     UsageError,
     WorkspaceError,
 )
+
+if TYPE_CHECKING:
+    # Imported where used: patterns pulls in datasketch and scipy (most of a second),
+    # which every indexing worker process would pay for at start-up.
+    from kenning.engine.patterns import PatternReport
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +133,8 @@ class Prepared:
     reason: str | None = None
     digest: str | None = None
     language: str | None = None
-    chunks: list[Chunk] = field(default_factory=list)
-    fts: list[tuple[str, str]] = field(default_factory=list)
+    # The chunks as the store takes them, FTS columns included (see Store.write_records).
+    records: list[FileRecord] = field(default_factory=list)
 
 
 def prepare_file(rel: str, path: str, size: int, mtime_ns: int, known_hash: str | None) -> Prepared:
@@ -157,13 +160,15 @@ def prepare_file(rel: str, path: str, size: int, mtime_ns: int, known_hash: str 
 def prepare_text(rel: str, text: str, size: int, mtime_ns: int, digest: str) -> Prepared:
     try:
         language = chunking.detect_language(rel, text[:200].partition("\n")[0]) or "text"
-        chunks = chunking.chunk_text(rel, text, language)
+        records = [
+            (*r, fts_symbol(r[3]) if r[3] else "", fts_text(r[5]))
+            for r in chunking.chunk_records(rel, text, language)
+        ]
     except Exception as exc:  # a chunker bug must cost one file, never the run
         log.warning("chunking %s failed: %s", rel, exc)
         log.debug("chunker traceback", exc_info=True)
         return Prepared(rel, size, mtime_ns, "error", reason=f"could not be chunked ({exc})")
-    fts = [(fts_symbol(c.symbol or ""), fts_text(c.text)) for c in chunks]
-    return Prepared(rel, size, mtime_ns, "write", None, digest, language, chunks, fts)
+    return Prepared(rel, size, mtime_ns, "write", None, digest, language, records)
 
 
 def _watch_parent(parent: int) -> None:
@@ -437,14 +442,8 @@ class Index:
             self.store.touch_file(prep.rel, prep.size, prep.mtime_ns)
         else:
             assert prep.digest is not None and prep.language is not None
-            self.store.write_file(
-                prep.rel,
-                prep.size,
-                prep.mtime_ns,
-                prep.digest,
-                prep.language,
-                prep.chunks,
-                prep.fts,
+            self.store.write_records(
+                prep.rel, prep.size, prep.mtime_ns, prep.digest, prep.language, prep.records
             )
             self._touched.add(prep.rel)
             if report is not None:
@@ -738,12 +737,16 @@ class Index:
         self, threshold: float | None = None, min_size: int = 2, limit: int | None = None
     ) -> PatternReport:
         """Clusters of near-duplicate code, largest first, each with its canonical example."""
+        from kenning.engine.patterns import find_patterns
+
         if threshold is None:
             threshold = self.settings.duplicates.threshold
         with self._refresh_lock:
             return find_patterns(self.store, self.vectors, threshold, min_size, limit)
 
     def save_pattern_template(self, report: PatternReport, cluster_id: str) -> Path:
+        from kenning.engine.patterns import save_template
+
         return save_template(self.root, self.store, report, cluster_id)
 
     # -- status -------------------------------------------------------------
