@@ -350,14 +350,26 @@ def _rows(node: Any, last: int) -> tuple[int, int]:
     if ec == 0 and er > sr:
         er -= 1
     # Zero-width nodes (a MISSING token at the end of the file) can sit past the end.
-    return min(sr, last), min(er, last)
+    # (Comparisons, not min(): this runs for every node the walk looks at.)
+    return (sr if sr < last else last), (er if er < last else last)
+
+
+def _node_bytes(node: Any) -> bytes:
+    """``node.text``, sliced from the source of the file this thread is chunking.
+
+    A tree parsed through a read callback (files big enough for a parse budget)
+    answers ``node.text`` by calling the callback again and copying up to 64 KiB
+    each time: a third of a million instructions per name, more than the rest of
+    the walk. A slice costs the same for every tree.
+    """
+    source: bytes = _local.source
+    return source[node.start_byte : node.end_byte]
 
 
 def _text(node: Any | None) -> str | None:
     if node is None:
         return None
-    raw: bytes = node.text or b""
-    return " ".join(raw.decode("utf-8", "replace").split()) or None
+    return " ".join(_node_bytes(node).decode("utf-8", "replace").split()) or None
 
 
 class _Owner:
@@ -421,12 +433,17 @@ class _Tree:
                     bad += e - s + 1
             if bad > ERROR_FALLBACK_RATIO * len(self.lines):
                 return None
-        self._walk(root.children, None, None, 0, 0)
+        _local.source = source
+        try:
+            self._walk(root.children, None, None, 0, 0)
+        finally:
+            _local.source = b""
         return self._pack()
 
     # -- sizes --------------------------------------------------------------------
     def _fits(self, s: int, e: int, max_lines: int) -> bool:
-        return e - s < max_lines and self.cum[e + 1] - self.cum[s] <= MAX_UNIT_CHARS
+        cum = self.cum
+        return e - s < max_lines and cum[e + 1] - cum[s] <= MAX_UNIT_CHARS
 
     def _trivial(self, s: int, e: int) -> bool:
         if e - s > 2:
@@ -496,7 +513,7 @@ class _Tree:
     def _attachable(self, node: Any) -> bool:
         prefixes = self.spec.attach_prefixes
         if prefixes and node.type != "comment":
-            return (node.text or b"").startswith(prefixes)
+            return _node_bytes(node).startswith(prefixes)
         return True
 
     def _walk(
@@ -505,19 +522,26 @@ class _Tree:
         items = self.items
         spec = self.spec
         last = self.last
+        transparent, attach, defs, wrappers = (
+            spec.transparent,
+            spec.attach,
+            spec.defs,
+            spec.wrappers,
+        )
+        hooked = self.hook is not None
         pend_s = pend_e = -1  # comments/attributes waiting for the definition below them
         prev_end = -1
         for node in nodes:
             t = node.type
             sr, er = _rows(node, last)
-            if t in spec.transparent and tdepth < _MAX_TRANSPARENT_DEPTH:
+            if t in transparent and tdepth < _MAX_TRANSPARENT_DEPTH:
                 if pend_s >= 0:
                     items.append(("f", pend_s, pend_e, owner, None, False, 0))
                     pend_s = -1
                 self._walk(node.children, owner, scope, depth, tdepth + 1)
                 prev_end = er
                 continue
-            if t in spec.attach and sr > prev_end and self._attachable(node):
+            if t in attach and sr > prev_end and self._attachable(node):
                 if pend_s >= 0 and sr > pend_e + 1:
                     items.append(("f", pend_s, pend_e, owner, None, False, 0))
                     pend_s = -1
@@ -525,7 +549,12 @@ class _Tree:
                     pend_s = sr
                 pend_e = prev_end = er
                 continue
-            found = self._resolve(node) if node.is_named else None
+            # Most nodes are plain statements: _resolve would say None without a look.
+            found = (
+                self._resolve(node)
+                if (t in defs or t in wrappers or hooked) and node.is_named
+                else None
+            )
             start = sr
             if pend_s >= 0:
                 if found is not None and sr <= pend_e + 1:
@@ -608,6 +637,9 @@ class _Tree:
             else:
                 pieces.append([s, e, owner.kind, owner.symbol, None if header else owner.signature])
 
+        cum = self.cum
+        last = self.last
+        trivial = self._trivial
         stack = self.items[::-1]
         while stack:
             item = stack.pop()
@@ -625,8 +657,10 @@ class _Tree:
                 if s > e:
                     continue
             limit = MAX_BLOCK_LINES if owner is None else MAX_UNIT_LINES
+            # (_fits inlined: this loop runs for every item)
             if group is not None and group[0] is owner:
-                if self._fits(group[1], e, limit) or self._trivial(s, e):
+                gs = group[1]
+                if (e - gs < limit and cum[e + 1] - cum[gs] <= MAX_UNIT_CHARS) or trivial(s, e):
                     group[2] = e
                     group[3] = group[3] or header
                     last_end = e
@@ -634,7 +668,7 @@ class _Tree:
                 close()
             elif group is not None:
                 close()
-            if self._fits(s, e, limit):
+            if e - s < limit and cum[e + 1] - cum[s] <= MAX_UNIT_CHARS:
                 group = [owner, s, e, header]
                 last_end = e
                 continue
@@ -642,10 +676,10 @@ class _Tree:
             children: Sequence[Any] = (
                 node.children if node is not None and depth < _MAX_SPLIT_DEPTH else ()
             )
-            if len(children) > 1 or (children and _rows(children[0], self.last) != (s, e)):
+            if len(children) > 1 or (children and _rows(children[0], last) != (s, e)):
                 subs: list[Item] = []
                 for i, child in enumerate(children):
-                    cs, ce = _rows(child, self.last)
+                    cs, ce = _rows(child, last)
                     if i == 0:
                         cs = s
                     subs.append(("f", cs, ce, owner, child, header and i == 0, depth + 1))
@@ -837,7 +871,7 @@ def _elixir_hook(node: Any) -> Resolved | None:
     target = node.child_by_field_name("target")
     if target is None or target.type != "identifier":
         return None
-    word = target.text
+    word = _node_bytes(target)
     if word not in _EX_MODULES and word not in _EX_FUNCTIONS:
         return None
     first = None
