@@ -17,8 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from kenning.engine.workspace import Index
-
 
 def build_corpus(dest: Path, files: int) -> Path:
     site = Path(sysconfig.get_paths()["purelib"])
@@ -41,6 +39,10 @@ def build_corpus(dest: Path, files: int) -> Path:
 
 
 def main() -> None:
+    # Imported here, not at the top: the spawned indexing workers re-run this script's
+    # top level, and should pay only for what they use (kenning.engine.chunking).
+    from kenning.engine.workspace import Index
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=10_000)
     ap.add_argument("--corpus", type=Path)

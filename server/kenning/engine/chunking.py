@@ -39,18 +39,25 @@ Symbols are dotted scope paths: ``Store.flush``, ``Cache.Get`` (Go receiver type
 ``Ring.push`` (Rust impl type), ``Shop.Counter.start_link``. C++, C# and PHP
 namespaces do not prefix symbols. Blocks and windows have no symbol; markdown
 sections carry their heading text.
+
+:func:`prepare_file` is the whole per-file job of an index run short of writing: read,
+check, hash, chunk, and build the FTS columns. It lives here so that the indexing
+worker processes import only this module.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from itertools import accumulate, repeat
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
@@ -62,7 +69,12 @@ from kenning.engine.languages import (
     LanguageSpec,
     detect_language,
 )
+from kenning.engine.scan import content_skip_reason
+from kenning.engine.text import fts_symbol, fts_text
 from kenning.engine.types import Chunk
+
+if TYPE_CHECKING:
+    from kenning.engine.store import FileRecord
 
 __all__ = [
     "MAX_BLOCK_LINES",
@@ -73,10 +85,13 @@ __all__ = [
     "WINDOW_LINES",
     "WINDOW_OVERLAP",
     "ChunkRecord",
+    "Prepared",
     "chunk_records",
     "chunk_text",
     "detect_language",
     "digest_text",
+    "prepare_file",
+    "prepare_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -894,3 +909,82 @@ _HOOKS: dict[str, Callable[[Any], Resolved | None]] = {
     "tsx": _js_hook,
     "elixir": _elixir_hook,
 }
+
+
+# --- preparing files for the index --------------------------------------------------
+# Here rather than in workspace.py so that an indexing worker process (spawned, so it
+# imports what it runs) needs only this module: workspace.py pulls in numpy, the store
+# and the search code, which tripled a worker's start-up time.
+
+
+@dataclass
+class Prepared:
+    """One file read, checked and chunked, ready to write (or to skip)."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+    action: str  # "write", "skip", "touch" or "error"
+    reason: str | None = None
+    digest: str | None = None
+    language: str | None = None
+    # The chunks as the store takes them, FTS columns included (see Store.write_records).
+    records: list[FileRecord] = field(default_factory=list)
+
+
+def prepare_file(rel: str, path: str, size: int, mtime_ns: int, known_hash: str | None) -> Prepared:
+    """Everything about a file that needs no index: runs in a worker process too."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return Prepared(rel, size, mtime_ns, "error", reason=str(exc.strerror or exc))
+    reason = content_skip_reason(rel, data)
+    if reason is not None:
+        return Prepared(rel, size, mtime_ns, "skip", reason=reason)
+    digest = xxhash.xxh3_64_hexdigest(data)
+    if known_hash == digest:
+        return Prepared(rel, size, mtime_ns, "touch", digest=digest)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Bad bytes past the sniffed head: remember the file as unfit.
+        return Prepared(rel, size, mtime_ns, "skip", reason="not_utf8")
+    return prepare_text(rel, text, size, mtime_ns, digest)
+
+
+def prepare_text(rel: str, text: str, size: int, mtime_ns: int, digest: str) -> Prepared:
+    try:
+        language = detect_language(rel, text[:200].partition("\n")[0]) or "text"
+        records = [
+            (*r, fts_symbol(r[3]) if r[3] else "", fts_text(r[5]))
+            for r in chunk_records(rel, text, language)
+        ]
+    except Exception as exc:  # a chunker bug must cost one file, never the run
+        log.warning("chunking %s failed: %s", rel, exc)
+        log.debug("chunker traceback", exc_info=True)
+        return Prepared(rel, size, mtime_ns, "error", reason=f"could not be chunked ({exc})")
+    return Prepared(rel, size, mtime_ns, "write", None, digest, language, records)
+
+
+def watch_parent(parent: int) -> None:
+    """In a worker: exit when the process that started it is gone (killed, say).
+
+    A pool's workers wait on their queue forever otherwise, and a killed
+    `kenning index` would leave them behind.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, name="kenning-parent-watch", daemon=True).start()
+
+
+def prepare_args(args: tuple[str, str, int, int, str | None]) -> Prepared:
+    return prepare_file(*args)

@@ -29,13 +29,12 @@ import numpy as np
 import xxhash
 
 from kenning.config import Settings, kenning_home
-from kenning.engine import chunking
+from kenning.engine.chunking import Prepared, prepare_args, prepare_file, prepare_text, watch_parent
 from kenning.engine.embedder import Embedder
 from kenning.engine.scan import FileEntry, Scanner, compile_globs, content_skip_reason
 from kenning.engine.search import Searcher, SearchResult, to_hit
-from kenning.engine.store import ChunkRow, FileRecord, FileRow, Store
+from kenning.engine.store import ChunkRow, FileRow, Store
 from kenning.engine.templates import TemplateLibrary, TemplateMatch
-from kenning.engine.text import fts_symbol, fts_text
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.errors import (
     IndexCorruptError,
@@ -120,79 +119,6 @@ class IndexReport:
             "errors": self.errors,
             "cancelled": self.cancelled,
         }
-
-
-@dataclass
-class Prepared:
-    """One file read, checked and chunked, ready to write (or to skip)."""
-
-    rel: str
-    size: int
-    mtime_ns: int
-    action: str  # "write", "skip", "touch" or "error"
-    reason: str | None = None
-    digest: str | None = None
-    language: str | None = None
-    # The chunks as the store takes them, FTS columns included (see Store.write_records).
-    records: list[FileRecord] = field(default_factory=list)
-
-
-def prepare_file(rel: str, path: str, size: int, mtime_ns: int, known_hash: str | None) -> Prepared:
-    """Everything about a file that needs no index: runs in a worker process too."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        return Prepared(rel, size, mtime_ns, "error", reason=str(exc.strerror or exc))
-    reason = content_skip_reason(rel, data)
-    if reason is not None:
-        return Prepared(rel, size, mtime_ns, "skip", reason=reason)
-    digest = xxhash.xxh3_64_hexdigest(data)
-    if known_hash == digest:
-        return Prepared(rel, size, mtime_ns, "touch", digest=digest)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        # Bad bytes past the sniffed head: remember the file as unfit.
-        return Prepared(rel, size, mtime_ns, "skip", reason="not_utf8")
-    return prepare_text(rel, text, size, mtime_ns, digest)
-
-
-def prepare_text(rel: str, text: str, size: int, mtime_ns: int, digest: str) -> Prepared:
-    try:
-        language = chunking.detect_language(rel, text[:200].partition("\n")[0]) or "text"
-        records = [
-            (*r, fts_symbol(r[3]) if r[3] else "", fts_text(r[5]))
-            for r in chunking.chunk_records(rel, text, language)
-        ]
-    except Exception as exc:  # a chunker bug must cost one file, never the run
-        log.warning("chunking %s failed: %s", rel, exc)
-        log.debug("chunker traceback", exc_info=True)
-        return Prepared(rel, size, mtime_ns, "error", reason=f"could not be chunked ({exc})")
-    return Prepared(rel, size, mtime_ns, "write", None, digest, language, records)
-
-
-def _watch_parent(parent: int) -> None:
-    """In a worker: exit when the process that started it is gone (killed, say).
-
-    A pool's workers wait on their queue forever otherwise, and a killed
-    `kenning index` would leave them behind.
-    """
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(parent, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:
-                pass
-
-    threading.Thread(target=watch, name="kenning-parent-watch", daemon=True).start()
-
-
-def _prepare_args(args: tuple[str, str, int, int, str | None]) -> Prepared:
-    return prepare_file(*args)
 
 
 def index_path(root: Path, home: Path | None = None) -> Path:
@@ -476,10 +402,10 @@ class Index:
         # spawn: the language server has threads, which fork would copy mid-flight.
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_watch_parent, initargs=(os.getpid(),)
+            max_workers=workers, mp_context=ctx, initializer=watch_parent, initargs=(os.getpid(),)
         ) as pool:
             try:
-                yield from pool.map(_prepare_args, args, chunksize=16)
+                yield from pool.map(prepare_args, args, chunksize=16)
             finally:
                 if cancel is not None and cancel.is_set():
                     pool.shutdown(cancel_futures=True)
