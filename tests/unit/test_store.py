@@ -81,3 +81,21 @@ def test_replacing_a_files_chunks_is_all_or_nothing(tmp_path: Path) -> None:
     # The FTS rows follow the chunks: the old words are gone.
     assert store.lexical(["one"], 10) == []
     assert len(store.lexical(["three"], 10)) == 1
+
+
+def test_new_files_written_in_one_transaction_make_one_fts_segment(tmp_path: Path) -> None:
+    # An upsert per file opened a savepoint, and FTS5 wrote its pending rows out as a
+    # segment at each one: a cold index paid for dozens of tiny segments and their merges.
+    store = Store(tmp_path / "i.db")
+    with store.write():
+        for i in range(40):
+            store.write_file(f"m{i}.py", 10, 1, f"h{i}", "python", [chunk(f"word{i} here", 1)])
+    segments = store.conn.execute("SELECT count(DISTINCT segid) FROM chunks_fts_idx").fetchone()
+    assert segments == (1,)
+    assert [hit for hit, _ in store.lexical(["word7"], 10)] == [
+        c.id for c in store.chunks_of("m7.py")
+    ]
+    # Rewriting a file replaces its rows in place of adding to them.
+    store.write_file("m7.py", 11, 2, "h7b", "python", [chunk("other words", 1)])
+    assert store.lexical(["word7"], 10) == []
+    assert store.counts()["chunks"] == 40

@@ -39,18 +39,25 @@ Symbols are dotted scope paths: ``Store.flush``, ``Cache.Get`` (Go receiver type
 ``Ring.push`` (Rust impl type), ``Shop.Counter.start_link``. C++, C# and PHP
 namespaces do not prefix symbols. Blocks and windows have no symbol; markdown
 sections carry their heading text.
+
+:func:`prepare_file` is the whole per-file job of an index run short of writing: read,
+check, hash, chunk, and build the FTS columns. It lives here so that the indexing
+worker processes import only this module.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from itertools import accumulate, repeat
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
@@ -62,7 +69,12 @@ from kenning.engine.languages import (
     LanguageSpec,
     detect_language,
 )
+from kenning.engine.scan import content_skip_reason
+from kenning.engine.text import fts_symbol, fts_text
 from kenning.engine.types import Chunk
+
+if TYPE_CHECKING:
+    from kenning.engine.store import FileRecord
 
 __all__ = [
     "MAX_BLOCK_LINES",
@@ -72,9 +84,14 @@ __all__ = [
     "SUPPORTED_LANGUAGES",
     "WINDOW_LINES",
     "WINDOW_OVERLAP",
+    "ChunkRecord",
+    "Prepared",
+    "chunk_records",
     "chunk_text",
     "detect_language",
     "digest_text",
+    "prepare_file",
+    "prepare_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -155,6 +172,17 @@ def _split_lines(text: str) -> tuple[str, list[str]]:
 def chunk_text(path: str, text: str, language: str | None = None) -> list[Chunk]:
     """Chunks of one file. ``path`` is stored as given (workspace-relative, posix);
     ``language`` None means ``detect_language(path)``. Never raises for any text."""
+    return [Chunk(path, *r) for r in chunk_records(path, text, language)]
+
+
+ChunkRecord = tuple[int, int, str, str | None, str, str, str]
+"""A chunk without its path, fields in :class:`Chunk` order: (start_line, end_line,
+kind, symbol, language, text, digest)."""
+
+
+def chunk_records(path: str, text: str, language: str | None = None) -> list[ChunkRecord]:
+    """:func:`chunk_text` as plain tuples: what the indexing workers send back to the
+    process that writes the index (tuples pickle several times faster than Chunks)."""
     text, lines = _split_lines(text)
     if language is None:
         language = detect_language(path, lines[0] if lines else None) or "text"
@@ -185,11 +213,11 @@ def chunk_text(path: str, text: str, language: str | None = None) -> list[Chunk]
         ]
     out = []
     for s, e, kind, symbol, prefix in pieces:
-        body = "\n".join(lines[s : e + 1])
-        chunk_text_ = f"{prefix}\n{body}" if prefix else body
-        out.append(
-            Chunk(path, s + 1, e + 1, kind, symbol, language, chunk_text_, digest_text(chunk_text_))
-        )
+        # The text's lines s..e, newlines included: one slice, no join.
+        body = text[cum[s] : cum[e + 1] - 1]
+        if prefix:
+            body = f"{prefix}\n{body}"
+        out.append((s + 1, e + 1, kind, symbol, language, body, digest_text(body)))
     return out
 
 
@@ -337,14 +365,26 @@ def _rows(node: Any, last: int) -> tuple[int, int]:
     if ec == 0 and er > sr:
         er -= 1
     # Zero-width nodes (a MISSING token at the end of the file) can sit past the end.
-    return min(sr, last), min(er, last)
+    # (Comparisons, not min(): this runs for every node the walk looks at.)
+    return (sr if sr < last else last), (er if er < last else last)
+
+
+def _node_bytes(node: Any) -> bytes:
+    """``node.text``, sliced from the source of the file this thread is chunking.
+
+    A tree parsed through a read callback (files big enough for a parse budget)
+    answers ``node.text`` by calling the callback again and copying up to 64 KiB
+    each time: a third of a million instructions per name, more than the rest of
+    the walk. A slice costs the same for every tree.
+    """
+    source: bytes = _local.source
+    return source[node.start_byte : node.end_byte]
 
 
 def _text(node: Any | None) -> str | None:
     if node is None:
         return None
-    raw: bytes = node.text or b""
-    return " ".join(raw.decode("utf-8", "replace").split()) or None
+    return " ".join(_node_bytes(node).decode("utf-8", "replace").split()) or None
 
 
 class _Owner:
@@ -408,12 +448,17 @@ class _Tree:
                     bad += e - s + 1
             if bad > ERROR_FALLBACK_RATIO * len(self.lines):
                 return None
-        self._walk(root.children, None, None, 0, 0)
+        _local.source = source
+        try:
+            self._walk(root.children, None, None, 0, 0)
+        finally:
+            _local.source = b""
         return self._pack()
 
     # -- sizes --------------------------------------------------------------------
     def _fits(self, s: int, e: int, max_lines: int) -> bool:
-        return e - s < max_lines and self.cum[e + 1] - self.cum[s] <= MAX_UNIT_CHARS
+        cum = self.cum
+        return e - s < max_lines and cum[e + 1] - cum[s] <= MAX_UNIT_CHARS
 
     def _trivial(self, s: int, e: int) -> bool:
         if e - s > 2:
@@ -483,7 +528,7 @@ class _Tree:
     def _attachable(self, node: Any) -> bool:
         prefixes = self.spec.attach_prefixes
         if prefixes and node.type != "comment":
-            return (node.text or b"").startswith(prefixes)
+            return _node_bytes(node).startswith(prefixes)
         return True
 
     def _walk(
@@ -492,19 +537,26 @@ class _Tree:
         items = self.items
         spec = self.spec
         last = self.last
+        transparent, attach, defs, wrappers = (
+            spec.transparent,
+            spec.attach,
+            spec.defs,
+            spec.wrappers,
+        )
+        hooked = self.hook is not None
         pend_s = pend_e = -1  # comments/attributes waiting for the definition below them
         prev_end = -1
         for node in nodes:
             t = node.type
             sr, er = _rows(node, last)
-            if t in spec.transparent and tdepth < _MAX_TRANSPARENT_DEPTH:
+            if t in transparent and tdepth < _MAX_TRANSPARENT_DEPTH:
                 if pend_s >= 0:
                     items.append(("f", pend_s, pend_e, owner, None, False, 0))
                     pend_s = -1
                 self._walk(node.children, owner, scope, depth, tdepth + 1)
                 prev_end = er
                 continue
-            if t in spec.attach and sr > prev_end and self._attachable(node):
+            if t in attach and sr > prev_end and self._attachable(node):
                 if pend_s >= 0 and sr > pend_e + 1:
                     items.append(("f", pend_s, pend_e, owner, None, False, 0))
                     pend_s = -1
@@ -512,7 +564,12 @@ class _Tree:
                     pend_s = sr
                 pend_e = prev_end = er
                 continue
-            found = self._resolve(node) if node.is_named else None
+            # Most nodes are plain statements: _resolve would say None without a look.
+            found = (
+                self._resolve(node)
+                if (t in defs or t in wrappers or hooked) and node.is_named
+                else None
+            )
             start = sr
             if pend_s >= 0:
                 if found is not None and sr <= pend_e + 1:
@@ -595,6 +652,9 @@ class _Tree:
             else:
                 pieces.append([s, e, owner.kind, owner.symbol, None if header else owner.signature])
 
+        cum = self.cum
+        last = self.last
+        trivial = self._trivial
         stack = self.items[::-1]
         while stack:
             item = stack.pop()
@@ -612,8 +672,10 @@ class _Tree:
                 if s > e:
                     continue
             limit = MAX_BLOCK_LINES if owner is None else MAX_UNIT_LINES
+            # (_fits inlined: this loop runs for every item)
             if group is not None and group[0] is owner:
-                if self._fits(group[1], e, limit) or self._trivial(s, e):
+                gs = group[1]
+                if (e - gs < limit and cum[e + 1] - cum[gs] <= MAX_UNIT_CHARS) or trivial(s, e):
                     group[2] = e
                     group[3] = group[3] or header
                     last_end = e
@@ -621,7 +683,7 @@ class _Tree:
                 close()
             elif group is not None:
                 close()
-            if self._fits(s, e, limit):
+            if e - s < limit and cum[e + 1] - cum[s] <= MAX_UNIT_CHARS:
                 group = [owner, s, e, header]
                 last_end = e
                 continue
@@ -629,10 +691,10 @@ class _Tree:
             children: Sequence[Any] = (
                 node.children if node is not None and depth < _MAX_SPLIT_DEPTH else ()
             )
-            if len(children) > 1 or (children and _rows(children[0], self.last) != (s, e)):
+            if len(children) > 1 or (children and _rows(children[0], last) != (s, e)):
                 subs: list[Item] = []
                 for i, child in enumerate(children):
-                    cs, ce = _rows(child, self.last)
+                    cs, ce = _rows(child, last)
                     if i == 0:
                         cs = s
                     subs.append(("f", cs, ce, owner, child, header and i == 0, depth + 1))
@@ -824,7 +886,7 @@ def _elixir_hook(node: Any) -> Resolved | None:
     target = node.child_by_field_name("target")
     if target is None or target.type != "identifier":
         return None
-    word = target.text
+    word = _node_bytes(target)
     if word not in _EX_MODULES and word not in _EX_FUNCTIONS:
         return None
     first = None
@@ -847,3 +909,82 @@ _HOOKS: dict[str, Callable[[Any], Resolved | None]] = {
     "tsx": _js_hook,
     "elixir": _elixir_hook,
 }
+
+
+# --- preparing files for the index --------------------------------------------------
+# Here rather than in workspace.py so that an indexing worker process (spawned, so it
+# imports what it runs) needs only this module: workspace.py pulls in numpy, the store
+# and the search code, which tripled a worker's start-up time.
+
+
+@dataclass
+class Prepared:
+    """One file read, checked and chunked, ready to write (or to skip)."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+    action: str  # "write", "skip", "touch" or "error"
+    reason: str | None = None
+    digest: str | None = None
+    language: str | None = None
+    # The chunks as the store takes them, FTS columns included (see Store.write_records).
+    records: list[FileRecord] = field(default_factory=list)
+
+
+def prepare_file(rel: str, path: str, size: int, mtime_ns: int, known_hash: str | None) -> Prepared:
+    """Everything about a file that needs no index: runs in a worker process too."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return Prepared(rel, size, mtime_ns, "error", reason=str(exc.strerror or exc))
+    reason = content_skip_reason(rel, data)
+    if reason is not None:
+        return Prepared(rel, size, mtime_ns, "skip", reason=reason)
+    digest = xxhash.xxh3_64_hexdigest(data)
+    if known_hash == digest:
+        return Prepared(rel, size, mtime_ns, "touch", digest=digest)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Bad bytes past the sniffed head: remember the file as unfit.
+        return Prepared(rel, size, mtime_ns, "skip", reason="not_utf8")
+    return prepare_text(rel, text, size, mtime_ns, digest)
+
+
+def prepare_text(rel: str, text: str, size: int, mtime_ns: int, digest: str) -> Prepared:
+    try:
+        language = detect_language(rel, text[:200].partition("\n")[0]) or "text"
+        records = [
+            (*r, fts_symbol(r[3]) if r[3] else "", fts_text(r[5]))
+            for r in chunk_records(rel, text, language)
+        ]
+    except Exception as exc:  # a chunker bug must cost one file, never the run
+        log.warning("chunking %s failed: %s", rel, exc)
+        log.debug("chunker traceback", exc_info=True)
+        return Prepared(rel, size, mtime_ns, "error", reason=f"could not be chunked ({exc})")
+    return Prepared(rel, size, mtime_ns, "write", None, digest, language, records)
+
+
+def watch_parent(parent: int) -> None:
+    """In a worker: exit when the process that started it is gone (killed, say).
+
+    A pool's workers wait on their queue forever otherwise, and a killed
+    `kenning index` would leave them behind.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, name="kenning-parent-watch", daemon=True).start()
+
+
+def prepare_args(args: tuple[str, str, int, int, str | None]) -> Prepared:
+    return prepare_file(*args)

@@ -65,6 +65,12 @@ class ChunkRow:
     text: str
 
 
+FileRecord = tuple[int, int, str, str | None, str, str, str, str, str]
+"""One chunk of a file as :meth:`Store.write_records` takes it: (start_line, end_line,
+kind, symbol, language, text, digest, FTS symbol, FTS body); the FTS columns are
+``text.fts_symbol(symbol)`` and ``text.fts_text(text)``, computed by the caller (an
+indexing worker process)."""
+
 _CHUNK_COLS = (
     "c.id, f.path, c.start_line, c.end_line, c.kind, c.symbol, c.language, c.digest, c.text"
 )
@@ -240,11 +246,39 @@ class Store:
         """
         if fts is None:
             fts = [(fts_symbol(ch.symbol or ""), fts_text(ch.text)) for ch in chunks]
+        records = [
+            (ch.start_line, ch.end_line, ch.kind, ch.symbol, ch.language, ch.text, ch.digest, *f)
+            for ch, f in zip(chunks, fts, strict=True)
+        ]
+        self.write_records(path, size, mtime_ns, content_hash, language, records)
+
+    def write_records(
+        self,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        content_hash: str,
+        language: str,
+        records: Sequence[FileRecord],
+    ) -> None:
+        """:meth:`write_file` for chunks given as :data:`FileRecord` tuples."""
         with self.write() as db:
             existed = db.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
-            file_id = self._upsert_file(db, path, language, size, mtime_ns, content_hash, None)
             kept: dict[str, tuple[bytes, bytes]] = {}
-            if existed is not None:
+            if existed is None:
+                # A plain INSERT, not the upsert: an upsert opens a statement
+                # savepoint, and at every savepoint FTS5 writes the rows still
+                # pending (the files before this one in the transaction) out as a
+                # segment of their own, which later costs merging. This was most of
+                # the cost of a cold index's writes.
+                db.execute(
+                    "INSERT INTO files(path, language, size, mtime_ns, hash, skip_reason,"
+                    " indexed_at) VALUES (?, ?, ?, ?, ?, NULL, ?)",
+                    (path, language, size, mtime_ns, content_hash, time.time()),
+                )
+                file_id = db.last_insert_rowid()
+            else:
+                file_id = int(existed[0])
                 # Chunks whose text did not change keep their vectors: an edit to
                 # one function re-embeds that function only.
                 kept = {
@@ -256,42 +290,23 @@ class Store:
                     )
                 }
                 self._delete_chunks(db, [file_id])
+                self._upsert_file(db, path, language, size, mtime_ns, content_hash, None)
             # Explicit ids let one executemany insert a file's chunks and their
             # FTS rows (ids stay above every id ever used: AUTOINCREMENT).
             base = self._next_chunk_id(db)
-            ids = range(base, base + len(chunks))
             db.executemany(
                 "INSERT INTO chunks(id, file_id, ord, start_line, end_line, kind, symbol,"
-                " language, digest, text, has_vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        cid,
-                        file_id,
-                        n,
-                        ch.start_line,
-                        ch.end_line,
-                        ch.kind,
-                        ch.symbol,
-                        ch.language,
-                        ch.digest,
-                        ch.text,
-                        int(ch.digest in kept),
-                    )
-                    for n, (cid, ch) in enumerate(zip(ids, chunks, strict=True))
-                ],
+                " language, text, digest, has_vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(base + n, file_id, n, *r[:7], int(r[6] in kept)) for n, r in enumerate(records)],
             )
             db.executemany(
                 "INSERT INTO chunks_fts(rowid, symbol, body, path) VALUES (?, ?, ?, ?)",
-                [(cid, sym, body, path) for cid, (sym, body) in zip(ids, fts, strict=True)],
+                [(base + n, r[7], r[8], path) for n, r in enumerate(records)],
             )
             if kept:
                 db.executemany(
                     "INSERT INTO vectors(chunk_id, bits, vec) VALUES (?, ?, ?)",
-                    [
-                        (cid, *kept[ch.digest])
-                        for cid, ch in zip(ids, chunks, strict=True)
-                        if ch.digest in kept
-                    ],
+                    [(base + n, *kept[r[6]]) for n, r in enumerate(records) if r[6] in kept],
                 )
 
     def _next_chunk_id(self, db: apsw.Connection) -> int:
@@ -311,6 +326,14 @@ class Store:
     def skip_file(self, path: str, size: int, mtime_ns: int, reason: str) -> None:
         """Remember a file whose content is unfit, so it is not re-read until it changes."""
         with self.write() as db:
+            if db.execute("SELECT 1 FROM files WHERE path = ?", (path,)).fetchone() is None:
+                # No upsert for a new file: see write_records.
+                db.execute(
+                    "INSERT INTO files(path, language, size, mtime_ns, hash, skip_reason,"
+                    " indexed_at) VALUES (?, NULL, ?, ?, NULL, ?, ?)",
+                    (path, size, mtime_ns, reason, time.time()),
+                )
+                return
             file_id = self._upsert_file(db, path, None, size, mtime_ns, None, reason)
             self._delete_chunks(db, [file_id])
 

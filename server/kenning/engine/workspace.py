@@ -23,22 +23,19 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apsw
 import numpy as np
 import xxhash
 
 from kenning.config import Settings, kenning_home
-from kenning.engine import chunking
+from kenning.engine.chunking import Prepared, prepare_args, prepare_file, prepare_text, watch_parent
 from kenning.engine.embedder import Embedder, model_of_space, precision_of
-from kenning.engine.patterns import PatternReport, find_patterns, save_template
 from kenning.engine.scan import FileEntry, Scanner, compile_globs, content_skip_reason
 from kenning.engine.search import Searcher, SearchResult, to_hit
 from kenning.engine.store import ChunkRow, FileRow, Store
 from kenning.engine.templates import TemplateLibrary, TemplateMatch
-from kenning.engine.text import fts_symbol, fts_text
-from kenning.engine.types import Chunk
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.errors import (
     IndexCorruptError,
@@ -47,6 +44,11 @@ from kenning.errors import (
     UsageError,
     WorkspaceError,
 )
+
+if TYPE_CHECKING:
+    # Imported where used: patterns pulls in datasketch and scipy (most of a second),
+    # which every indexing worker process would pay for at start-up.
+    from kenning.engine.patterns import PatternReport
 
 log = logging.getLogger(__name__)
 
@@ -118,77 +120,6 @@ class IndexReport:
             "errors": self.errors,
             "cancelled": self.cancelled,
         }
-
-
-@dataclass
-class Prepared:
-    """One file read, checked and chunked, ready to write (or to skip)."""
-
-    rel: str
-    size: int
-    mtime_ns: int
-    action: str  # "write", "skip", "touch" or "error"
-    reason: str | None = None
-    digest: str | None = None
-    language: str | None = None
-    chunks: list[Chunk] = field(default_factory=list)
-    fts: list[tuple[str, str]] = field(default_factory=list)
-
-
-def prepare_file(rel: str, path: str, size: int, mtime_ns: int, known_hash: str | None) -> Prepared:
-    """Everything about a file that needs no index: runs in a worker process too."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        return Prepared(rel, size, mtime_ns, "error", reason=str(exc.strerror or exc))
-    reason = content_skip_reason(rel, data)
-    if reason is not None:
-        return Prepared(rel, size, mtime_ns, "skip", reason=reason)
-    digest = xxhash.xxh3_64_hexdigest(data)
-    if known_hash == digest:
-        return Prepared(rel, size, mtime_ns, "touch", digest=digest)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        # Bad bytes past the sniffed head: remember the file as unfit.
-        return Prepared(rel, size, mtime_ns, "skip", reason="not_utf8")
-    return prepare_text(rel, text, size, mtime_ns, digest)
-
-
-def prepare_text(rel: str, text: str, size: int, mtime_ns: int, digest: str) -> Prepared:
-    try:
-        language = chunking.detect_language(rel, text[:200].partition("\n")[0]) or "text"
-        chunks = chunking.chunk_text(rel, text, language)
-    except Exception as exc:  # a chunker bug must cost one file, never the run
-        log.warning("chunking %s failed: %s", rel, exc)
-        log.debug("chunker traceback", exc_info=True)
-        return Prepared(rel, size, mtime_ns, "error", reason=f"could not be chunked ({exc})")
-    fts = [(fts_symbol(c.symbol or ""), fts_text(c.text)) for c in chunks]
-    return Prepared(rel, size, mtime_ns, "write", None, digest, language, chunks, fts)
-
-
-def _watch_parent(parent: int) -> None:
-    """In a worker: exit when the process that started it is gone (killed, say).
-
-    A pool's workers wait on their queue forever otherwise, and a killed
-    `kenning index` would leave them behind.
-    """
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(parent, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:
-                pass
-
-    threading.Thread(target=watch, name="kenning-parent-watch", daemon=True).start()
-
-
-def _prepare_args(args: tuple[str, str, int, int, str | None]) -> Prepared:
-    return prepare_file(*args)
 
 
 def index_path(root: Path, home: Path | None = None) -> Path:
@@ -458,14 +389,8 @@ class Index:
             self.store.touch_file(prep.rel, prep.size, prep.mtime_ns)
         else:
             assert prep.digest is not None and prep.language is not None
-            self.store.write_file(
-                prep.rel,
-                prep.size,
-                prep.mtime_ns,
-                prep.digest,
-                prep.language,
-                prep.chunks,
-                prep.fts,
+            self.store.write_records(
+                prep.rel, prep.size, prep.mtime_ns, prep.digest, prep.language, prep.records
             )
             self._touched.add(prep.rel)
             if report is not None:
@@ -498,10 +423,10 @@ class Index:
         # spawn: the language server has threads, which fork would copy mid-flight.
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_watch_parent, initargs=(os.getpid(),)
+            max_workers=workers, mp_context=ctx, initializer=watch_parent, initargs=(os.getpid(),)
         ) as pool:
             try:
-                yield from pool.map(_prepare_args, args, chunksize=16)
+                yield from pool.map(prepare_args, args, chunksize=16)
             finally:
                 if cancel is not None and cancel.is_set():
                     pool.shutdown(cancel_futures=True)
@@ -759,12 +684,16 @@ class Index:
         self, threshold: float | None = None, min_size: int = 2, limit: int | None = None
     ) -> PatternReport:
         """Clusters of near-duplicate code, largest first, each with its canonical example."""
+        from kenning.engine.patterns import find_patterns
+
         if threshold is None:
             threshold = self.settings.duplicates.threshold
         with self._refresh_lock:
             return find_patterns(self.store, self.vectors, threshold, min_size, limit)
 
     def save_pattern_template(self, report: PatternReport, cluster_id: str) -> Path:
+        from kenning.engine.patterns import save_template
+
         return save_template(self.root, self.store, report, cluster_id)
 
     # -- status -------------------------------------------------------------
