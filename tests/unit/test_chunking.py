@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import textwrap
 import threading
 
 import pytest
@@ -879,6 +880,43 @@ def test_crlf_and_tabs_keep_structure(language: str) -> None:
         (c.start_line, c.end_line, c.kind, c.symbol, c.digest) for c in plain
     ]
     check_invariants(crlf_text, crlf)
+
+
+def test_python_definitions_under_a_condition_are_their_own_chunks() -> None:
+    text = textwrap.dedent(
+        """\
+        import sys
+
+        try:
+            import ujson as json
+        except ImportError:
+            import json
+
+            def dumps(obj):
+                \"\"\"Fallback encoder.\"\"\"
+                return json.dumps(obj, sort_keys=True)
+
+        if sys.version_info >= (3, 11):
+            def parse_toml(text):
+                import tomllib
+                return tomllib.loads(text)
+        else:
+            class Parser:
+                def parse(self, text):
+                    return text
+
+        if __name__ == "__main__":
+            print(dumps({}))
+        """
+    )
+    chunks = chunk_text("compat.py", text)
+    check_invariants(text, chunks)
+    assert by_symbol(chunks, "dumps").kind == "function"
+    assert "Fallback encoder" in by_symbol(chunks, "dumps").text
+    assert by_symbol(chunks, "parse_toml").start_line == 13
+    assert by_symbol(chunks, "Parser").kind == "class"
+    assert by_symbol(chunks, "Parser.parse").kind == "method"
+    assert 'if __name__ == "__main__":' in chunks[-1].text
 
 
 def test_python_decorators_docstrings_and_leading_comments() -> None:

@@ -334,6 +334,20 @@ SPECS: dict[str, LanguageSpec] = {
         "python",
         {"function_definition": _FN, "class_definition": _CLASS},
         wrappers=frozenset({"decorated_definition"}),
+        # Definitions made under a condition (`if sys.version_info...`,
+        # `if TYPE_CHECKING:`, `try: import x except ImportError: def ...`)
+        # are still the file's functions and classes.
+        transparent=frozenset(
+            {
+                "if_statement",
+                "elif_clause",
+                "else_clause",
+                "try_statement",
+                "except_clause",
+                "finally_clause",
+                "block",
+            }
+        ),
     ),
     "javascript": LanguageSpec(
         "javascript",
