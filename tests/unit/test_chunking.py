@@ -1410,3 +1410,19 @@ def test_mutated_samples_keep_invariants() -> None:
                     mutated[i] = mutated[i][: rng.randrange(len(mutated[i]) + 1)]
             mutated_text = "\n".join(mutated)
             check_invariants(mutated_text, chunk_text(path, mutated_text))
+
+
+@pytest.mark.parametrize("path", ["handler.js", "handler.ts"])
+def test_an_anonymous_default_export_is_a_function_chunk(path: str) -> None:
+    text = (
+        'import render from "./render";\n\n'
+        "export default function (req, res) {\n"
+        "  const page = render(req.params.name, { user: req.user });\n"
+        "  res.setHeader('Content-Type', 'text/html');\n"
+        "  res.send(page);\n"
+        "}\n"
+    )
+    chunks = chunk_text(path, text)
+    check_invariants(text, chunks)
+    handler = [c for c in chunks if c.kind == "function"]
+    assert len(handler) == 1 and (handler[0].start_line, handler[0].end_line) == (3, 7)

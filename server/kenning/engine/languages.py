@@ -303,6 +303,8 @@ class LanguageSpec:
 _JS_DEFS = {
     "function_declaration": _FN,
     "generator_function_declaration": _FN,
+    # Reached only through a wrapper: `export default function () {}`.
+    "function_expression": _FN,
     "class_declaration": _CLASS,
     "class": _CLASS,
     "method_definition": _FN,
