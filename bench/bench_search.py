@@ -159,7 +159,6 @@ def run_size(n: int, dims: int, queries: int, with_vec0: bool) -> dict[str, obje
         vocab, freq = vocabulary(np.random.default_rng(n))
         build_s = time.perf_counter() - t
         store.close()
-        ids = np.array([])
         out: dict[str, object] = {"chunks": n, "build_s": round(build_s, 1)}
         for phase in ("cold", "warm"):
             store = Store(Path(tmp) / "index.db")

@@ -101,7 +101,7 @@ class ModelCard:
     homepage: str = ""
     #: on the CPU, run the model with int8 matrix products (ONNX Runtime's
     #: dynamic quantisation, per channel), derived once from model.onnx and
-    #: cached: about 1.4x the speed, measured per card for the quality cost.
+    #: cached: about 1.6x the speed, measured per card for the quality cost.
     cpu_int8: bool = False
 
     @property

@@ -266,17 +266,7 @@ class Store:
             existed = db.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
             kept: dict[str, tuple[bytes, bytes]] = {}
             if existed is None:
-                # A plain INSERT, not the upsert: an upsert opens a statement
-                # savepoint, and at every savepoint FTS5 writes the rows still
-                # pending (the files before this one in the transaction) out as a
-                # segment of their own, which later costs merging. This was most of
-                # the cost of a cold index's writes.
-                db.execute(
-                    "INSERT INTO files(path, language, size, mtime_ns, hash, skip_reason,"
-                    " indexed_at) VALUES (?, ?, ?, ?, ?, NULL, ?)",
-                    (path, language, size, mtime_ns, content_hash, time.time()),
-                )
-                file_id = db.last_insert_rowid()
+                file_id = self._insert_file(db, path, language, size, mtime_ns, content_hash, None)
             else:
                 file_id = int(existed[0])
                 # Chunks whose text did not change keep their vectors: an edit to
@@ -327,12 +317,7 @@ class Store:
         """Remember a file whose content is unfit, so it is not re-read until it changes."""
         with self.write() as db:
             if db.execute("SELECT 1 FROM files WHERE path = ?", (path,)).fetchone() is None:
-                # No upsert for a new file: see write_records.
-                db.execute(
-                    "INSERT INTO files(path, language, size, mtime_ns, hash, skip_reason,"
-                    " indexed_at) VALUES (?, NULL, ?, ?, NULL, ?, ?)",
-                    (path, size, mtime_ns, reason, time.time()),
-                )
+                self._insert_file(db, path, None, size, mtime_ns, None, reason)
                 return
             file_id = self._upsert_file(db, path, None, size, mtime_ns, None, reason)
             self._delete_chunks(db, [file_id])
@@ -349,6 +334,30 @@ class Store:
             for file_id in ids:
                 db.execute("DELETE FROM files WHERE id = ?", (file_id,))
         return len(ids)
+
+    def _insert_file(
+        self,
+        db: apsw.Connection,
+        path: str,
+        language: str | None,
+        size: int,
+        mtime_ns: int,
+        content_hash: str | None,
+        reason: str | None,
+    ) -> int:
+        """A row for a file not yet in the index; its id.
+
+        A plain INSERT, not the upsert: an upsert opens a statement savepoint,
+        and at every savepoint FTS5 writes the rows still pending (the files
+        before this one in the transaction) out as a segment of their own,
+        which later costs merging. This was most of a cold index's write cost.
+        """
+        db.execute(
+            "INSERT INTO files(path, language, size, mtime_ns, hash, skip_reason, indexed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (path, language, size, mtime_ns, content_hash, reason, time.time()),
+        )
+        return int(db.last_insert_rowid())
 
     def _upsert_file(
         self,
@@ -478,7 +487,7 @@ class Store:
         search slow on a large index, and such words add almost nothing to
         bm25; so on a large index the commonest terms are dropped while rarer
         ones remain (see _selective). A query made only of such words is
-        ranked from each word's champion list instead (see _champions).
+        ranked from each word's champion list instead (see _champion_list).
         """
         terms = list(dict.fromkeys(terms))
         if not terms:
