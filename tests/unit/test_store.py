@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import apsw
@@ -99,3 +101,47 @@ def test_new_files_written_in_one_transaction_make_one_fts_segment(tmp_path: Pat
     store.write_file("m7.py", 11, 2, "h7b", "python", [chunk("other words", 1)])
     assert store.lexical(["word7"], 10) == []
     assert store.counts()["chunks"] == 40
+
+
+def test_other_threads_run_while_a_write_commits(tmp_path: Path) -> None:
+    # apsw's `with conn:` held the GIL through its commit, and a commit that runs a
+    # WAL checkpoint takes a while: every other thread (a language server's request
+    # handlers, the threads that collect indexing workers' results) stood still.
+    store = Store(tmp_path / "i.db")
+    store.conn.execute("PRAGMA wal_autocheckpoint = 100")  # this commit checkpoints
+    go, stop = threading.Event(), threading.Event()
+    count = [0]
+
+    def spin() -> None:
+        go.wait()
+        while not stop.is_set():
+            count[0] += 1
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        ratios = []
+        for round_ in range(3):
+            with store.write() as db:
+                # One statement: a Python loop would fight the spinner for the GIL.
+                db.execute(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                    " WHERE i < 3000) INSERT INTO meta(key, value)"
+                    " SELECT ? || i, hex(randomblob(3000)) FROM n",
+                    (f"r{round_}-",),
+                )
+                go.set()
+                time.sleep(0.02)  # the spinner's own pace, with the GIL free
+                c0, t0 = count[0], time.perf_counter()
+                time.sleep(0.05)
+                free = (count[0] - c0) / (time.perf_counter() - t0)
+                c0, t0 = count[0], time.perf_counter()
+            ratios.append((count[0] - c0) / (time.perf_counter() - t0) / free)
+    finally:
+        stop.set()
+        go.set()
+        spinner.join()
+        store.close()
+    # Measured: about 1.0 with the commit as a plain statement, 0.12 under apsw's
+    # context manager. The best of three rounds, to ride out a busy machine.
+    assert max(ratios) > 0.4, ratios

@@ -133,7 +133,7 @@ class Store:
         for number, sql in MIGRATIONS:
             if number <= version:
                 continue
-            with self.conn:
+            with transaction(self.conn):
                 self.conn.execute(sql)
                 self.conn.execute(f"PRAGMA user_version = {number}")
 
@@ -190,7 +190,7 @@ class Store:
                 yield self.conn
                 return
             try:
-                with self.conn:
+                with transaction(self.conn):
                     yield self.conn
                     # Readers cache what they derive from the index (counts, the
                     # coarse vector index) until the generation moves.
@@ -701,6 +701,31 @@ def _filters(
         where.append("c.file_id IN (SELECT value FROM json_each(?))")
         params.append(json_ids(file_ids))
     return where
+
+
+@contextlib.contextmanager
+def transaction(conn: apsw.Connection) -> Iterator[apsw.Connection]:
+    """One transaction on ``conn``: committed on success, rolled back on any error.
+
+    Not apsw's ``with conn:``: its commit holds the GIL, and a commit that runs
+    a WAL checkpoint waits on fsync for tens of milliseconds. Every other thread
+    stopped meanwhile: the language server's request handlers, and the threads
+    that carry results from the indexing workers (which then stalled on a full
+    pipe). Statements run through ``execute`` release the GIL.
+    """
+    if conn.in_transaction:
+        with conn:  # nested: a savepoint inside the caller's transaction
+            yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(apsw.Error):
+                conn.execute("ROLLBACK")
+        raise
 
 
 def bump_generation(db: apsw.Connection) -> None:

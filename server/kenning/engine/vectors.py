@@ -20,7 +20,7 @@ from pathlib import Path
 import apsw
 import numpy as np
 
-from kenning.engine.store import BUSY_TIMEOUT_MS, Store, json_ids, json_strs
+from kenning.engine.store import BUSY_TIMEOUT_MS, Store, json_ids, json_strs, transaction
 
 
 def quantize(vectors: np.ndarray) -> np.ndarray:
@@ -62,7 +62,7 @@ class EmbeddingCache:
     def put_many(self, model: str, items: Sequence[tuple[str, bytes]]) -> None:
         if not items:
             return
-        with self._lock, self.conn:
+        with self._lock, transaction(self.conn):
             self.conn.executemany(
                 "INSERT OR REPLACE INTO cache(model, digest, vec) VALUES (?, ?, ?)",
                 ((model, d, v) for d, v in items),
