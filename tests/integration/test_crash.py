@@ -104,3 +104,22 @@ def test_worker_processes_build_the_same_index_as_inline(tmp_path: Path, monkeyp
     assert report.files == 600 and report.skip_reasons.get("not_utf8") == 1
     parallel.close()
     assert snapshot(work) == want
+
+
+def test_a_cancelled_first_index_leaves_no_worker_processes(tmp_path: Path) -> None:
+    # A first index starts its workers mid-scan, before the loop that takes their
+    # results: a cancel that lands before the first result must still stop them.
+    import multiprocessing
+    import threading
+
+    work = tmp_path / "ws"
+    make_corpus(work, 600)
+    index = Index(work, workers=2)
+    cancel = threading.Event()
+    cancel.set()
+    report = index.refresh(embed=False, cancel=cancel)
+    assert report.cancelled and report.files == 0
+    assert multiprocessing.active_children() == []
+    report = index.refresh(embed=False)
+    assert report.files == 600 and not report.cancelled
+    index.close()
