@@ -66,6 +66,16 @@ def main() -> None:
         else:
             corpus = build_corpus(Path(tmp) / "corpus", args.files)
         print(f"corpus ready: {corpus}", file=sys.stderr)
+        # Scan and chunk alone, as the index run does them (same worker processes),
+        # without writing: what the "cold scan+chunk" target names. The cold runs
+        # below add the index writes (SQLite, FTS5).
+        os.environ["KENNING_HOME"] = str(Path(tmp) / "home-scan")
+        index = Index(corpus, workers=os.cpu_count() or 1)
+        t, c = time.perf_counter(), cpu_s()
+        todo = [(e, None) for e in index.scanner.scan().files]
+        chunked = sum(1 for p in index._prepared(todo, None) if p.action == "write")
+        scan_chunk = (time.perf_counter() - t, cpu_s() - c)
+        index.close()
         cold = {}
         for workers in (1, os.cpu_count() or 1):
             os.environ["KENNING_HOME"] = str(Path(tmp) / f"home-{workers}")
@@ -99,6 +109,13 @@ def main() -> None:
                 "files": first.files,
                 "chunks": first.chunks,
                 "skipped": first.skipped,
+                "scan_chunk": {
+                    "workers": os.cpu_count() or 1,
+                    "s": round(scan_chunk[0], 3),
+                    "files_per_s": round(len(todo) / scan_chunk[0], 1),
+                    "cpu_ms_per_file": round(1000 * scan_chunk[1] / len(todo), 3),
+                    "chunked_files": chunked,
+                },
                 "cold": {
                     f"workers_{w}": {
                         "s": round(s, 3),
@@ -116,7 +133,7 @@ def main() -> None:
                 "one_file_edit_s": round(edit_s, 3),
                 "one_file_edit_changed": edit.changed,
                 "index_mb": round(size / 1e6, 1),
-                "targets": {"cold_files_per_s": ">= 1000", "noop_reindex_s (10k files)": "< 2"},
+                "targets": {"scan_chunk files_per_s": ">= 1000", "noop_reindex_s (10k files)": "< 2"},
             },
             indent=2,
         )

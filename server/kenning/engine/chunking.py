@@ -56,7 +56,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import xxhash
@@ -935,7 +934,9 @@ class Prepared:
 def prepare_file(rel: str, path: str, size: int, mtime_ns: int, known_hash: str | None) -> Prepared:
     """Everything about a file that needs no index: runs in a worker process too."""
     try:
-        data = Path(path).read_bytes()
+        # open(), not Path.read_bytes(): pathlib's object set-up was 2% of a file's cost.
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         return Prepared(rel, size, mtime_ns, "error", reason=str(exc.strerror or exc))
     reason = content_skip_reason(rel, data)
