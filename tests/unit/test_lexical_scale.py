@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,29 @@ def test_the_index_warms_in_a_thread_and_leaves_no_connection(
     calls = count_rankings(index.store, monkeypatch)
     assert index.store.lexical(["config", "path"], 5) and calls == []
     index.close()
+
+
+def test_a_search_does_not_wait_for_a_write_to_commit(store: Store) -> None:
+    # A search past the budget reads its caches under a lock; that lock was the
+    # writer's, held through a whole write transaction (up to half a second of
+    # files during an index run), so every search waited for the next commit.
+    writing, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store.write() as db:
+            db.execute("INSERT INTO meta(key, value) VALUES ('held', '1')")
+            writing.set()
+            release.wait(10)
+
+    answers: list[list[tuple[int, float]]] = []
+    w = threading.Thread(target=writer)
+    w.start()
+    try:
+        assert writing.wait(5)
+        searcher = threading.Thread(target=lambda: answers.append(store.lexical(["parse"], 5)))
+        searcher.start()
+        searcher.join(5)
+        assert answers and len(answers[0]) == 5, "the search waited for the writer"
+    finally:
+        release.set()
+        w.join()

@@ -99,7 +99,11 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        # _lock: the writer connection, held through a whole write transaction.
+        # _state: the read connections and what readers cache, never held across
+        # a query: a search must not wait for a write to commit.
         self._lock = threading.RLock()
+        self._state = threading.Lock()
         self._local = threading.local()
         self._readers: list[apsw.Connection] = []
         self._counts: tuple[str | None, dict[str, int]] | None = None
@@ -154,7 +158,7 @@ class Store:
         if conn is None:
             conn = _connect(self.path)
             self._local.conn = conn
-            with self._lock:
+            with self._state:
                 self._readers.append(conn)
         return conn
 
@@ -165,14 +169,14 @@ class Store:
             return
         self._local.conn = None
         self._local.tokenizer = None
-        with self._lock:
+        with self._state:
             if conn in self._readers:
                 self._readers.remove(conn)
         with contextlib.suppress(Exception):
             conn.close()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._state:
             for conn in self._readers:
                 with contextlib.suppress(Exception):
                     conn.close()
@@ -433,14 +437,22 @@ class Store:
         cached = self._counts
         if cached is not None and cached[0] == generation:
             return dict(cached[1])
-        db = self.reader()
-        files = db.execute("SELECT count(*) FROM files WHERE skip_reason IS NULL").fetchone()[0]
-        skipped = db.execute("SELECT count(*) FROM files WHERE skip_reason IS NOT NULL").fetchone()[
-            0
-        ]
-        chunks, embedded = db.execute(
-            "SELECT count(*), coalesce(sum(has_vector), 0) FROM chunks"
-        ).fetchone()
+        # One statement, so one snapshot: counts taken apart could straddle a commit.
+        # Chunks are counted over small indexes (chunks_file, and chunks_pending,
+        # which holds only chunks without a vector), not summed over the chunks
+        # table: that read every chunk's text, 50-100 ms at 175k chunks, and
+        # readers ask again after every commit.
+        files, skipped, chunks, pending = (
+            self.reader()
+            .execute(
+                "SELECT (SELECT count(*) FROM files WHERE skip_reason IS NULL),"
+                " (SELECT count(*) FROM files WHERE skip_reason IS NOT NULL),"
+                " (SELECT count(*) FROM chunks),"
+                " (SELECT count(*) FROM chunks WHERE has_vector = 0)"
+            )
+            .fetchone()
+        )
+        embedded = chunks - pending
         counts = {
             "files": files,
             "skipped_content": skipped,
@@ -529,7 +541,7 @@ class Store:
         total = self.counts()["chunks"]
         if total <= LEXICAL_BUDGET:
             return None
-        with self._lock:
+        with self._state:
             if not (0.8 * self._df_total <= total <= 1.25 * self._df_total):
                 self._df.clear()
                 self._champions.clear()
@@ -617,12 +629,12 @@ class Store:
     def _champion_list(self, term: str) -> list[tuple[int, float]]:
         key = self._stem(term)
         now = time.monotonic()
-        with self._lock:
+        with self._state:
             cached = self._champions.get(key)
         if cached is not None and now - cached[0] < CHAMPION_TTL_S:
             return cached[1]
         found = self._rank([term], CHAMPIONS)
-        with self._lock:
+        with self._state:
             self._champions[key] = (now, found)
         return found
 
