@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import apsw
+import pytest
 
+from kenning.engine import workspace
 from kenning.engine.workspace import Index, index_path
 
 
@@ -89,7 +91,13 @@ def test_sigkill_midway_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -
     assert got == want
 
 
-def test_worker_processes_build_the_same_index_as_inline(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("workers", "offload"),
+    [(2, False), (1, True)],  # the CLI's run; the language server's, one worker apart
+)
+def test_worker_processes_build_the_same_index_as_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, offload: bool
+) -> None:
     work = tmp_path / "ws"
     make_corpus(work, 600)
     (work / "pkg0" / "bad.py").write_bytes(b"x = '\xe9'\n")  # skipped, not fatal, in a worker too
@@ -99,7 +107,13 @@ def test_worker_processes_build_the_same_index_as_inline(tmp_path: Path, monkeyp
     inline.close()
     want = snapshot(work)
     monkeypatch.setenv("KENNING_HOME", str(tmp_path / "home-workers"))
-    parallel = Index(work, workers=2)
+    parallel = Index(work, workers=workers, offload=offload)
+
+    def not_here(*args: object) -> None:
+        raise AssertionError("a file was chunked in the indexing process")
+
+    # Worker processes import their own copy: only this process's is replaced.
+    monkeypatch.setattr(workspace, "prepare_file", not_here)
     report = parallel.refresh(embed=False)
     assert report.files == 600 and report.skip_reasons.get("not_utf8") == 1
     parallel.close()

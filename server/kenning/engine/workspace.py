@@ -154,6 +154,7 @@ class Index:
         embedder: EmbedderSource = None,
         home: Path | None = None,
         workers: int = 1,
+        offload: bool = False,
     ) -> None:
         root = Path(root).expanduser()
         if not root.exists():
@@ -163,8 +164,12 @@ class Index:
         self.root = root.resolve()
         self.settings = settings or Settings()
         self.home = home or kenning_home()
-        # Processes that read and chunk files on a big cold run; 1 keeps it inline.
+        # Processes that read and chunk files on a big run; 1 keeps it inline...
         self.workers = max(1, workers)
+        # ...unless offload: then even one runs apart, so that this process stays
+        # free for other work (a language server's requests wait on the GIL while
+        # tree-sitter parses).
+        self.offload = offload
         self.scanner = Scanner(
             self.root,
             exclude=self.settings.exclude,
@@ -416,7 +421,7 @@ class Index:
             for e, r in todo
         ]
         workers = min(self.workers, len(todo) // PARALLEL_MIN_FILES)
-        if workers < 2:
+        if workers < 2 and not (self.offload and workers == 1):
             for a in args:
                 yield prepare_file(*a)
             return

@@ -37,7 +37,7 @@ from pygls.protocol import LanguageServerProtocol
 
 from kenning import __version__
 from kenning.config import Settings, kenning_home, parse_settings
-from kenning.engine.embedder import Embedder
+from kenning.engine.embedder import Embedder, default_threads
 from kenning.engine.workspace import Index, IndexReport
 from kenning.errors import KenningError, LocationError, ModelError, UsageError
 from kenning.lsp.convert import uri_to_path
@@ -263,7 +263,15 @@ class KenningServer(LanguageServer):
 
     def _open_index(self, root: Path) -> Index:
         try:
-            index = Index(root, self.settings, embedder=self.embedders.get_nowait)
+            # A big refresh (the first index, a branch switch) chunks in worker
+            # processes, one core left to the editor: requests stay answered.
+            index = Index(
+                root,
+                self.settings,
+                embedder=self.embedders.get_nowait,
+                workers=default_threads(),
+                offload=True,
+            )
         except KenningError as exc:
             log.warning("%s: %s", root, exc)
             self.show_warning(f"kenning: {exc}")
