@@ -79,7 +79,7 @@ def main() -> None:
         index = Index(corpus, workers=os.cpu_count() or 1)
         t, c = time.perf_counter(), cpu_s()
         todo = [(e, None) for e in index.scanner.scan().files]
-        chunked = sum(1 for p in index._prepared(todo, None) if p.action == "write")
+        chunked = sum(1 for p in index._prepared(todo) if p.action == "write")
         scan_chunk = (time.perf_counter() - t, cpu_s() - c)
         index.close()
         cold = {}

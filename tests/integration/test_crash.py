@@ -137,3 +137,55 @@ def test_a_cancelled_first_index_leaves_no_worker_processes(tmp_path: Path) -> N
     report = index.refresh(embed=False)
     assert report.files == 600 and not report.cancelled
     index.close()
+
+
+class _DyingPool:
+    """Stands in for the worker pool: its results stop with BrokenProcessPool
+    after ``after`` files, as when the kernel kills a worker for its memory."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.shut = False
+
+    def map(self, fn, args, chunksize=1):  # type: ignore[no-untyped-def]
+        from concurrent.futures.process import BrokenProcessPool
+
+        def results():  # type: ignore[no-untyped-def]
+            for i, a in enumerate(args):
+                if i == self.after:
+                    raise BrokenProcessPool("a child process terminated abruptly")
+                yield fn(a)
+
+        return results()
+
+    def shutdown(self, cancel_futures: bool = False) -> None:
+        self.shut = True
+
+
+@pytest.mark.parametrize("failure", ["dies midway", "cannot start"])
+def test_failed_worker_processes_leave_the_rest_to_the_index_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    work = tmp_path / "ws"
+    make_corpus(work, 600)
+    monkeypatch.setenv("KENNING_HOME", str(tmp_path / "home-inline"))
+    inline = Index(work, workers=1)
+    inline.refresh(embed=False)
+    inline.close()
+    want = snapshot(work)
+    monkeypatch.setenv("KENNING_HOME", str(tmp_path / "home-workers"))
+    pool = _DyingPool(after=250)
+
+    def start(workers: int) -> _DyingPool:
+        if failure == "cannot start":
+            raise OSError(11, "Resource temporarily unavailable")
+        return pool
+
+    monkeypatch.setattr(workspace, "_worker_pool", start)
+    index = Index(work, workers=2)
+    report = index.refresh(embed=False)
+    assert report.files == 600 and not report.errors
+    index.close()
+    assert snapshot(work) == want
+    if failure == "dies midway":
+        assert pool.shut

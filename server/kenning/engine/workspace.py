@@ -19,8 +19,9 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,6 +143,17 @@ def open_store(path: Path) -> tuple[Store, bool]:
             if p.exists():
                 shutil.move(str(p), str(p) + f".corrupt-{stamp}")
         return Store(path), True
+
+
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Processes that chunk files for an index run."""
+    # spawn: the language server has threads, which fork would copy mid-flight.
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=watch_parent,
+        initargs=(os.getpid(),),
+    )
 
 
 class Index:
@@ -351,7 +363,7 @@ class Index:
         gone = [p for p in known if p not in seen and p not in self._buffers]
         report.deleted = self._delete_files(gone)
         done = 0
-        prepared = self._prepared(todo, cancel)
+        prepared = self._prepared(todo)
         try:
             while done < len(todo):
                 if cancel is not None and cancel.is_set():
@@ -406,9 +418,7 @@ class Index:
     ) -> None:
         self._apply(prepare_text(rel, text, size, mtime_ns, digest), report)
 
-    def _prepared(
-        self, todo: list[tuple[FileEntry, FileRow | None]], cancel: threading.Event | None
-    ) -> Iterator[Prepared]:
+    def _prepared(self, todo: list[tuple[FileEntry, FileRow | None]]) -> Generator[Prepared]:
         """The files of ``todo`` prepared in order: in worker processes for a big cold run."""
         args = [
             (
@@ -425,16 +435,25 @@ class Index:
             for a in args:
                 yield prepare_file(*a)
             return
-        # spawn: the language server has threads, which fork would copy mid-flight.
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=watch_parent, initargs=(os.getpid(),)
-        ) as pool:
+        taken = 0
+        try:
+            pool = _worker_pool(workers)
+        except OSError as exc:  # no processes to be had (limits, a sandbox)
+            log.warning("could not start indexing worker processes (%s); chunking here", exc)
+        else:
             try:
-                yield from pool.map(prepare_args, args, chunksize=16)
+                for prep in pool.map(prepare_args, args, chunksize=16):
+                    yield prep
+                    taken += 1
+                return
+            except (BrokenProcessPool, OSError) as exc:
+                # A worker killed (out of memory, say) or a process that would not
+                # start: the files not yet done are chunked here instead.
+                log.warning("indexing worker processes failed (%s); chunking the rest here", exc)
             finally:
-                if cancel is not None and cancel.is_set():
-                    pool.shutdown(cancel_futures=True)
+                pool.shutdown(cancel_futures=True)
+        for a in args[taken:]:
+            yield prepare_file(*a)
 
     # -- editor buffers -----------------------------------------------------
 
