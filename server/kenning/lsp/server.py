@@ -44,6 +44,9 @@ from kenning.lsp.convert import uri_to_path
 from kenning.lsp.progress import IndexProgress
 from kenning.lsp.worker import IndexWorker, LongJob
 
+# Most chunking worker processes one big refresh may start.
+INDEX_PROCESSES = 4
+
 log = logging.getLogger("kenning.lsp")
 T = TypeVar("T")
 
@@ -265,11 +268,12 @@ class KenningServer(LanguageServer):
         try:
             # A big refresh (the first index, a branch switch) chunks in worker
             # processes, one core left to the editor: requests stay answered.
+            # At most INDEX_PROCESSES: each is a Python with its own parsers (35 MB).
             index = Index(
                 root,
                 self.settings,
                 embedder=self.embedders.get_nowait,
-                workers=default_threads(),
+                workers=min(INDEX_PROCESSES, default_threads()),
                 offload=True,
             )
         except KenningError as exc:
