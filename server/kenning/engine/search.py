@@ -116,6 +116,26 @@ def fuse(
     return {cid: w_lex * lex.get(cid, 0.0) + w_vec * vec.get(cid, 0.0) for cid in lex.keys() | vec}
 
 
+def rank_fused(
+    lexical: Sequence[tuple[int, float]], vector: Sequence[tuple[int, float]]
+) -> list[tuple[int, float]]:
+    """:func:`fuse`'s scores, best first. Equal scores go to the chunk with word
+    evidence first, then by each list's own order: a vector list whose scores all
+    tie (it tells nothing apart) must not bury a chunk the words single out."""
+    lex_rank = {cid: i for i, (cid, _) in enumerate(lexical)}
+    vec_rank = {cid: i for i, (cid, _) in enumerate(vector)}
+    last = len(lexical) + len(vector)
+    return sorted(
+        fuse(lexical, vector).items(),
+        key=lambda kv: (
+            -kv[1],
+            lex_rank.get(kv[0], last),
+            vec_rank.get(kv[0], last),
+            kv[0],
+        ),
+    )
+
+
 class Searcher:
     def __init__(self, store: Store, vectors: VectorIndex) -> None:
         self.store = store
@@ -163,8 +183,7 @@ class Searcher:
         elif mode == "vector":
             ranked = [(cid, max(0.0, sim)) for cid, sim in vector]
         else:
-            fused = fuse(lexical, vector)
-            ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+            ranked = rank_fused(lexical, vector)
         ranked = ranked[:k]
         rows = self.store.chunk_rows([cid for cid, _ in ranked])
         hits: list[SearchHit] = []
