@@ -41,6 +41,20 @@ def snapshot(root: Path) -> list[tuple[object, ...]]:
     return [*rows, ("fts", fts)]
 
 
+def inline_snapshot(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[object, ...]]:
+    """The index of ``work`` as an inline run builds it, in a home of its own; the
+    caller's runs then get a fresh home."""
+    monkeypatch.setenv("KENNING_HOME", str(tmp_path / "home-inline"))
+    inline = Index(work, workers=1)
+    inline.refresh(embed=False)
+    inline.close()
+    want = snapshot(work)
+    monkeypatch.setenv("KENNING_HOME", str(tmp_path / "home-workers"))
+    return want
+
+
 def test_sigkill_midway_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     work = tmp_path / "ws"
     make_corpus(work, 1500)
@@ -101,12 +115,7 @@ def test_worker_processes_build_the_same_index_as_inline(
     work = tmp_path / "ws"
     make_corpus(work, 600)
     (work / "pkg0" / "bad.py").write_bytes(b"x = '\xe9'\n")  # skipped, not fatal, in a worker too
-    monkeypatch.setenv("KENNING_HOME", str(tmp_path / "home-inline"))
-    inline = Index(work, workers=1)
-    inline.refresh(embed=False)
-    inline.close()
-    want = snapshot(work)
-    monkeypatch.setenv("KENNING_HOME", str(tmp_path / "home-workers"))
+    want = inline_snapshot(work, tmp_path, monkeypatch)
     parallel = Index(work, workers=workers, offload=offload)
 
     def not_here(*args: object) -> None:
@@ -168,12 +177,7 @@ def test_failed_worker_processes_leave_the_rest_to_the_index_process(
 ) -> None:
     work = tmp_path / "ws"
     make_corpus(work, 600)
-    monkeypatch.setenv("KENNING_HOME", str(tmp_path / "home-inline"))
-    inline = Index(work, workers=1)
-    inline.refresh(embed=False)
-    inline.close()
-    want = snapshot(work)
-    monkeypatch.setenv("KENNING_HOME", str(tmp_path / "home-workers"))
+    want = inline_snapshot(work, tmp_path, monkeypatch)
     pool = _DyingPool(after=250)
 
     def start(workers: int) -> _DyingPool:

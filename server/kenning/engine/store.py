@@ -270,7 +270,9 @@ class Store:
             existed = db.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
             kept: dict[str, tuple[bytes, bytes]] = {}
             if existed is None:
-                file_id = self._insert_file(db, path, language, size, mtime_ns, content_hash, None)
+                file_id = self._file_row(
+                    db, None, path, language, size, mtime_ns, content_hash, None
+                )
             else:
                 file_id = int(existed[0])
                 # Chunks whose text did not change keep their vectors: an edit to
@@ -284,7 +286,7 @@ class Store:
                     )
                 }
                 self._delete_chunks(db, [file_id])
-                self._upsert_file(db, path, language, size, mtime_ns, content_hash, None)
+                self._file_row(db, file_id, path, language, size, mtime_ns, content_hash, None)
             # Explicit ids let one executemany insert a file's chunks and their
             # FTS rows (ids stay above every id ever used: AUTOINCREMENT).
             base = self._next_chunk_id(db)
@@ -320,11 +322,11 @@ class Store:
     def skip_file(self, path: str, size: int, mtime_ns: int, reason: str) -> None:
         """Remember a file whose content is unfit, so it is not re-read until it changes."""
         with self.write() as db:
-            if db.execute("SELECT 1 FROM files WHERE path = ?", (path,)).fetchone() is None:
-                self._insert_file(db, path, None, size, mtime_ns, None, reason)
-                return
-            file_id = self._upsert_file(db, path, None, size, mtime_ns, None, reason)
-            self._delete_chunks(db, [file_id])
+            existed = db.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
+            known = int(existed[0]) if existed is not None else None
+            file_id = self._file_row(db, known, path, None, size, mtime_ns, None, reason)
+            if known is not None:
+                self._delete_chunks(db, [file_id])
 
     def delete_files(self, paths: Iterable[str]) -> int:
         paths = list(paths)
@@ -339,9 +341,10 @@ class Store:
                 db.execute("DELETE FROM files WHERE id = ?", (file_id,))
         return len(ids)
 
-    def _insert_file(
+    def _file_row(
         self,
         db: apsw.Connection,
+        file_id: int | None,
         path: str,
         language: str | None,
         size: int,
@@ -349,40 +352,27 @@ class Store:
         content_hash: str | None,
         reason: str | None,
     ) -> int:
-        """A row for a file not yet in the index; its id.
+        """Write the row of ``path``, a new one when ``file_id`` is None; its id.
 
-        A plain INSERT, not the upsert: an upsert opens a statement savepoint,
-        and at every savepoint FTS5 writes the rows still pending (the files
-        before this one in the transaction) out as a segment of their own,
+        A plain INSERT or UPDATE, never an upsert: an upsert opens a statement
+        savepoint, and at every savepoint FTS5 writes the rows still pending (the
+        files before this one in the transaction) out as a segment of their own,
         which later costs merging. This was most of a cold index's write cost.
         """
+        values = (language, size, mtime_ns, content_hash, reason, time.time())
+        if file_id is None:
+            db.execute(
+                "INSERT INTO files(language, size, mtime_ns, hash, skip_reason, indexed_at, path)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*values, path),
+            )
+            return int(db.last_insert_rowid())
         db.execute(
-            "INSERT INTO files(path, language, size, mtime_ns, hash, skip_reason, indexed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (path, language, size, mtime_ns, content_hash, reason, time.time()),
+            "UPDATE files SET language = ?, size = ?, mtime_ns = ?, hash = ?, skip_reason = ?,"
+            " indexed_at = ? WHERE id = ?",
+            (*values, file_id),
         )
-        return int(db.last_insert_rowid())
-
-    def _upsert_file(
-        self,
-        db: apsw.Connection,
-        path: str,
-        language: str | None,
-        size: int,
-        mtime_ns: int,
-        content_hash: str | None,
-        reason: str | None,
-    ) -> int:
-        row = db.execute(
-            "INSERT INTO files(path, language, size, mtime_ns, hash, skip_reason, indexed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET"
-            " language = excluded.language, size = excluded.size,"
-            " mtime_ns = excluded.mtime_ns, hash = excluded.hash,"
-            " skip_reason = excluded.skip_reason, indexed_at = excluded.indexed_at"
-            " RETURNING id",
-            (path, language, size, mtime_ns, content_hash, reason, time.time()),
-        ).fetchone()
-        return int(row[0])
+        return file_id
 
     def _delete_chunks(self, db: apsw.Connection, file_ids: Sequence[int]) -> None:
         for file_id in file_ids:
@@ -725,10 +715,6 @@ def transaction(conn: apsw.Connection) -> Iterator[apsw.Connection]:
     that carry results from the indexing workers (which then stalled on a full
     pipe). Statements run through ``execute`` release the GIL.
     """
-    if conn.in_transaction:
-        with conn:  # nested: a savepoint inside the caller's transaction
-            yield conn
-        return
     conn.execute("BEGIN")
     try:
         yield conn
