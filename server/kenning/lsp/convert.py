@@ -186,7 +186,10 @@ def get_globs(obj: dict[str, Any]) -> list[str] | None:
     """``glob``, each checked: one that cannot match a path is an error naming it."""
     globs = get_str_list(obj, "glob")
     if globs is not None:
-        filter_spec(globs, "glob")
+        try:
+            filter_spec(globs, "")
+        except UsageError as exc:
+            raise UsageError(f"glob: {exc}") from None
     return globs
 
 
