@@ -506,7 +506,8 @@ def decode_text(data: bytes) -> str:
     """
     if data.startswith(_UTF16_BOMS):
         return data.decode("utf-16", errors="replace")
-    return data.decode("utf-8-sig", errors="replace")
+    text = data.decode("utf-8", errors="replace")
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def content_skip_reason(rel: str, data: bytes) -> str | None:
