@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -34,6 +35,70 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+# Argument types: nonsense is bad usage (exit 2, one line) before any work starts.
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
+
+
+def _similarity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def _language(text: str) -> str:
+    from kenning.engine.languages import language_filter
+
+    try:
+        language_filter([text])
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _glob_type(filter_glob: bool = False) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        from kenning.engine.scan import check_glob, filter_spec
+
+        try:
+            if filter_glob:
+                filter_spec([text], "")
+            else:
+                check_glob(text, "")
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    parse.__name__ = "glob"
+    return parse
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--path",
@@ -52,6 +117,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--exclude",
         action="append",
         default=[],
+        type=_glob_type(),
         metavar="GLOB",
         help="leave out files matching GLOB (gitignore syntax); repeatable",
     )
@@ -59,11 +125,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--include",
         action="append",
         default=[],
+        type=_glob_type(),
         metavar="GLOB",
         help="index files matching GLOB even if ignored or vendored; repeatable",
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress or info logs")
+    p.add_argument("-v", "--verbose", action="store_true", help="info and debug logs on stderr")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, notes or warnings")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,16 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search the workspace by meaning and words")
     _common(p)
     p.add_argument("query", nargs="+", help="what you are looking for")
-    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
-    p.add_argument("--lang", action="append", metavar="LANG", help="only this language; repeatable")
+    p.add_argument("-k", type=_int_at_least(1), default=10, help="number of results (default 10)")
     p.add_argument(
-        "--glob", action="append", metavar="GLOB", help="only paths matching GLOB; repeatable"
+        "--lang",
+        action="append",
+        type=_language,
+        metavar="LANG",
+        help="only this language (python, py, ts, go, ...); repeatable",
+    )
+    p.add_argument(
+        "--glob",
+        action="append",
+        type=_glob_type(filter_glob=True),
+        metavar="GLOB",
+        help="only paths matching GLOB ({a,b} braces; !GLOB leaves out); repeatable",
     )
     p.add_argument("--mode", choices=["hybrid", "vector", "lexical"], default="hybrid")
     p.add_argument("--no-refresh", action="store_true", help="search the index as it is")
     p.add_argument(
         "--max-wait",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="SECONDS",
         help="seconds to spend embedding new code before answering (default 30); "
@@ -100,11 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("similar", help="code most like the chunk at FILE:LINE")
     _common(p)
     p.add_argument("location", metavar="FILE:LINE")
-    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("-k", type=_int_at_least(1), default=10, help="number of results (default 10)")
     p.add_argument("--no-refresh", action="store_true", help="use the index as it is")
 
     p = sub.add_parser("status", help="what the index holds and how it performs")
     _common(p)
+    p.add_argument("--skipped", action="store_true", help="list every skipped file with the reason")
 
     p = sub.add_parser("templates", help="the template library")
     tsub = p.add_subparsers(
@@ -112,20 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tp = tsub.add_parser("list", help="every template: built-in, user and workspace")
     _common(tp)
-    tp.add_argument("--lang", help="only templates for this language")
+    tp.add_argument("--lang", type=_language, help="only templates for this language")
     tp = tsub.add_parser("match", help="the templates that fit the code at FILE:LINE")
     _common(tp)
     tp.add_argument("location", metavar="FILE:LINE")
-    tp.add_argument("-k", type=int, default=5, help="number of matches (default 5)")
+    tp.add_argument("-k", type=_int_at_least(1), default=5, help="number of matches (default 5)")
     tp.add_argument("--no-refresh", action="store_true", help="use the index as it is")
 
     p = sub.add_parser("patterns", help="clusters of near-duplicate code, largest first")
     _common(p)
     p.add_argument(
-        "--threshold", type=float, help="similarity to count as a duplicate (default 0.85)"
+        "--threshold", type=_similarity, help="similarity to count as a duplicate (default 0.85)"
     )
-    p.add_argument("--min-size", type=int, default=2, help="smallest cluster to report (default 2)")
-    p.add_argument("--limit", type=int, help="report at most this many clusters")
+    p.add_argument(
+        "--min-size",
+        type=_int_at_least(2),
+        default=2,
+        help="smallest cluster to report (default 2)",
+    )
+    p.add_argument("--limit", type=_int_at_least(1), help="report at most this many clusters")
     p.add_argument(
         "--save-template",
         metavar="CLUSTER",
@@ -139,13 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mp = msub.add_parser("list", help="known models and whether each is here")
     mp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    mp.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
-    mp.add_argument("-q", "--quiet", action="store_true", help="no info logs")
+    mp.add_argument("-v", "--verbose", action="store_true", help="info and debug logs on stderr")
+    mp.add_argument("-q", "--quiet", action="store_true", help="no warnings")
     mp = msub.add_parser("pull", help="download a model from the Hugging Face Hub")
     mp.add_argument("model_id", metavar="ID")
     mp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    mp.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
-    mp.add_argument("-q", "--quiet", action="store_true", help="no progress or info logs")
+    mp.add_argument("-v", "--verbose", action="store_true", help="info and debug logs on stderr")
+    mp.add_argument("-q", "--quiet", action="store_true", help="no progress, notes or warnings")
     p = sub.add_parser("lsp", help="the language server on stdio (or a TCP socket)")
     p.add_argument("--tcp", action="store_true", help="serve on a TCP socket instead of stdio")
     p.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
@@ -155,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    # INFO is how the work went (the device, the model's threads, deriving its
+    # int8 weights): for -v. A user sees warnings, the notes below, and errors.
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("kenning: %(message)s"))
     root = logging.getLogger()
@@ -275,6 +360,12 @@ def _refresh(
     return reports
 
 
+def _note(args: argparse.Namespace, message: str) -> None:
+    """Something the user should know about the answer (not a log line); -q silences it."""
+    if not getattr(args, "quiet", False):
+        sys.stderr.write(f"kenning: {message}\n")
+
+
 def _out(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
@@ -308,7 +399,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_hits(result: dict[str, Any], explain: bool = False) -> None:
+def _print_hits(result: dict[str, Any], args: argparse.Namespace, explain: bool = False) -> None:
     if not result["results"]:
         print("no results")
     for hit in result["results"]:
@@ -321,7 +412,7 @@ def _print_hits(result: dict[str, Any], explain: bool = False) -> None:
             parts = ", ".join(f"{k}={v}" for k, v in hit["explain"].items() if v is not None)
             print(f"       ({parts})")
     for note in result.get("notes", []):
-        log.info("%s", note)
+        _note(args, note)
 
 
 def _merge(results: Sequence[Any], k: int, query: str) -> dict[str, Any]:
@@ -338,33 +429,31 @@ def _merge(results: Sequence[Any], k: int, query: str) -> dict[str, Any]:
 
 def cmd_search(args: argparse.Namespace) -> int:
     query = " ".join(args.query)
-    if args.k < 1:
-        raise UsageError("-k must be at least 1")
     embed = args.mode != "lexical"
+    pending = 0
     with _indexes(args, embed=embed) as indexes:
-        if args.max_wait < 0:
-            raise UsageError("--max-wait must be 0 or more seconds")
         if not args.no_refresh:
             reports = _refresh(indexes, args, embed=embed, budget=args.max_wait)
-            pending = sum(r.pending for r in reports)
-            if embed and pending:
-                log.info(
-                    "%d chunks still to embed: results lean on words until `kenning index` "
-                    "finishes them",
-                    pending,
-                )
+            pending = sum(r.pending for r in reports) if embed else 0
         results = [ix.search(query, args.k, args.mode, args.lang, args.glob) for ix in indexes]
     merged = _merge(results, args.k, query)
+    if pending:
+        _note(
+            args,
+            f"{pending} chunks still to embed: results lean on words until "
+            "`kenning index` finishes them",
+        )
     if args.json:
         _out(merged)
-    else:
-        _print_hits(merged, args.explain)
+        return 0
+    if pending:
+        # The note above says it with what to do about it; not twice.
+        merged["notes"] = [n for n in merged.get("notes", []) if not n.startswith("embeddings ")]
+    _print_hits(merged, args, args.explain)
     return 0
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    if args.k < 1:
-        raise UsageError("-k must be at least 1")
     with _indexes(args) as indexes:
         index = indexes[0]
         rel, line = index.resolve_location(args.location)
@@ -375,13 +464,13 @@ def cmd_similar(args: argparse.Namespace) -> int:
     if args.json:
         _out(merged)
     else:
-        _print_hits(merged)
+        _print_hits(merged, args)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     with _indexes(args, embed=False) as indexes:
-        statuses = [ix.status() for ix in indexes]
+        statuses = [ix.status(skipped_files=args.skipped) for ix in indexes]
     if args.json:
         _out(statuses[0] if len(statuses) == 1 else {"roots": statuses})
         return 0
@@ -397,6 +486,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         model = s["model"] or "-"
         if s["precision"]:
             model += f" ({s['precision']})"
+        if s["device"]:
+            model += f" on {s['device']}"
+        if s["embedding_source"] == "planned":
+            model += " (nothing embedded yet)"
         print(f"  model {model}; index {m['index_bytes'] / 1e6:.1f} MB at {s['index_path']}")
         if m["embedding"]:
             e = m["embedding"]
@@ -407,14 +500,25 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(
                 f"  queries {m['queries']}: p50 {m['query_ms_p50']} ms, p95 {m['query_ms_p95']} ms"
             )
+        if args.skipped:
+            _print_skipped(s["skipped_files"])
     return 0
+
+
+def _print_skipped(entries: list[dict[str, Any]]) -> None:
+    if not entries:
+        print("  no skipped files")
+        return
+    print("  skipped files:")
+    width = max(len(e["reason"]) for e in entries)
+    for e in entries:
+        detail = f"  ({e['detail']})" if e.get("detail") else ""
+        print(f"    {e['reason']:<{width}}  {e['path']}{detail}")
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
     if args.templates_command == "list":
         return _templates_list(args)
-    if args.k < 1:
-        raise UsageError("-k must be at least 1")
     with _indexes(args) as indexes:
         index = indexes[0]
         rel, line = index.resolve_location(args.location)
@@ -481,10 +585,6 @@ def _templates_list(args: argparse.Namespace) -> int:
 
 
 def cmd_patterns(args: argparse.Namespace) -> int:
-    if args.threshold is not None and not 0 < args.threshold <= 1:
-        raise UsageError("--threshold must be in (0, 1]")
-    if args.min_size < 2:
-        raise UsageError("--min-size must be at least 2")
     with _indexes(args) as indexes:
         index = indexes[0]
         if not args.no_refresh:
@@ -494,7 +594,7 @@ def cmd_patterns(args: argparse.Namespace) -> int:
             index.save_pattern_template(report, args.save_template) if args.save_template else None
         )
     if saved is not None:
-        log.info("saved %s as a workspace template: %s", args.save_template, saved)
+        _note(args, f"saved {args.save_template} as a workspace template: {saved}")
     if args.json:
         out = report.to_json()
         if saved is not None:
@@ -533,6 +633,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             default = " (default)" if row.get("default") else ""
             print(f"{row['id']:<36} {row['dims']:>4} dims  {row['suits']:<5} {mark}{default}")
         return 0
+    if not args.quiet and not args.verbose:
+        # A download is slow and asked for: say what is fetched and why.
+        logging.getLogger(models.__name__).setLevel(logging.INFO)
     resolved = models.pull(args.model_id, None)
     if args.json:
         _out(

@@ -92,7 +92,7 @@ async def test_binary_huge_and_odd_documents_are_skipped(started):
     assert status["skipped"] >= 1  # binary and non-UTF-8 files on disk are logged skips
     huge = "def big():\n" + "    x = 1\n" * 200_000
     s.open(s.root / "lib/huge.py", text=huge)
-    s.open(s.root / "lib/nul.py", text="def a():\n    return '\x00'\n")
+    s.open(s.root / "lib/nul.py", text="\x00\x01\x02" * 100)
     s.open(s.root / "lib/tokens.py", text="def tokenize_sentence(text):\n    return text.split()\n")
     outside = s.root.parent / "outside.py"
     outside.write_text("def elsewhere():\n    pass\n")
@@ -104,6 +104,14 @@ async def test_binary_huge_and_odd_documents_are_skipped(started):
     logs = "\n".join(m.message for m in s.client.log_messages)
     assert "lib/huge.py: not indexed" in logs
     assert "lib/nul.py: not indexed" in logs
+    # One bad byte or a stray NUL costs a character, not the file.
+    s.open(
+        s.root / "lib/stray.py", text="def join_with_nul(parts):\n    return '\x00'.join(parts)\n"
+    )
+    await s.idle()
+    for query, path in [("join with nul", "lib/stray.py"), ("caf au lait", "lib/latin.py")]:
+        out = await s.search(query, mode="lexical")
+        assert out["results"] and out["results"][0]["uri"].endswith(path), (query, out)
 
 
 async def test_invalid_settings_are_shown_once_and_defaults_used(started):

@@ -117,7 +117,11 @@ def test_status_json(ws: Path) -> None:
     out = run("status", "--json", "--path", str(ws))
     data = json.loads(out.stdout)
     assert data["files"] == 2 and data["chunks"] >= 2
-    assert data["model"] is None and data["precision"] is None  # nothing embedded yet
+    # Nothing embedded yet: what the first embedding would use, model unloaded.
+    assert data["embedding_source"] == "planned"
+    assert data["model"] == "all-minilm-l6-v2-int8" and data["device"] in ("cpu", "cuda")
+    assert data["precision"] in ("int8", "fp32")
+    assert out.stderr == ""
     assert data["skip_reasons"].get("excluded", 0) + data["skip_reasons"].get("vendored", 0) >= 1
 
 
@@ -144,14 +148,9 @@ def test_several_roots(ws: Path, tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["search", "x", "--path", "/no/such/dir"], "no such folder"),
-        (
-            ["search", "x", "--mode", "lexical", "--glob", "[z-a]", "--path", "{ws}"],
-            "bad --glob glob",
-        ),
         (["similar", "missing.py:3", "--path", "{ws}"], "no such file"),
         (["similar", "src/config.py", "--path", "{ws}"], "FILE:LINE"),
         (["similar", "/etc/passwd:1", "--path", "{ws}"], "outside the workspace"),
-        (["search", "x", "-k", "0", "--path", "{ws}"], "at least 1"),
     ],
 )
 def test_user_errors_are_one_line_exit_1(ws: Path, args: list[str], message: str) -> None:
@@ -166,6 +165,81 @@ def test_bad_usage_exits_2(ws: Path) -> None:
     out = run("search", "x", "--mode", "fuzzy", "--path", str(ws))
     assert out.returncode == 2 and "invalid choice" in out.stderr
     assert run("frobnicate").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "x", "--lang", "notalang"], "unknown language 'notalang'"),
+        (["search", "x", "--lang", "pyhton"], "did you mean python?"),
+        (["search", "x", "--glob", "["], "bad glob '[': an unclosed ["),
+        (["search", "x", "--glob", "[z-a]"], "bad glob '[z-a]'"),
+        (["search", "x", "--exclude", "#x"], "bad glob '#x'"),
+        (["search", "x", "-k", "0"], "argument -k: must be at least 1, got 0"),
+        (["search", "x", "-k", "-5"], "must be at least 1, got -5"),
+        (["search", "x", "-k", "many"], "expected a whole number, got 'many'"),
+        (["search", "x", "--max-wait", "-1"], "must be 0 or more seconds"),
+        (["search", "x", "--max-wait", "nan"], "must be 0 or more seconds"),
+        (["similar", "src/config.py:1", "-k", "0"], "must be at least 1"),
+        (["templates", "match", "src/config.py:1", "-k", "0"], "must be at least 1"),
+        (["templates", "list", "--lang", "notalang"], "unknown language"),
+        (["patterns", "--threshold", "0"], "must be in (0, 1]"),
+        (["patterns", "--threshold", "nan"], "must be in (0, 1]"),
+        (["patterns", "--min-size", "1"], "must be at least 2"),
+        (["patterns", "--limit", "0"], "must be at least 1"),
+    ],
+)
+def test_bad_filters_and_numbers_are_bad_usage_in_one_line(
+    ws: Path, args: list[str], message: str
+) -> None:
+    out = run(*args, "--path", str(ws))
+    assert out.returncode == 2, out.stderr
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    if "unknown language" in message:
+        assert "python" in lines[0] and "typescript" in lines[0]  # the known ones, named
+
+
+def test_language_aliases_are_what_users_type(ws: Path) -> None:
+    def paths(*lang: str) -> list[str]:
+        out = run(
+            "search", "users", "config", "--mode", "lexical", "--json", "--path", str(ws), *lang
+        )
+        assert out.returncode == 0, out.stderr
+        return sorted({r["path"] for r in json.loads(out.stdout)["results"]})
+
+    assert paths("--lang", "py") == paths("--lang", "Python") == ["src/config.py", "src/users.py"]
+    assert paths("--lang", "rs") == []
+
+
+def test_a_file_with_a_bad_byte_is_searchable_and_skips_are_listed(tmp_path: Path) -> None:
+    ws = write_tree(
+        tmp_path / "bytes",
+        {
+            "legacy.py": b"# Fran\xe7ois wrote this\n\ndef rotate_log_files(folder):\n"
+            b"    return sorted(folder.iterdir())\n",
+            "stray.py": b"SEP = '\x00'\n\n\ndef split_on_separator(text):\n    return text.split(SEP)\n",
+            "tool.bin.py": bytes(range(256)) * 4,
+            "package-lock.json": "{}\n",
+        },
+    )
+    for query, path in [("rotate log files", "legacy.py"), ("split on separator", "stray.py")]:
+        out = run("search", query, "--mode", "lexical", "--json", "--path", str(ws))
+        assert out.returncode == 0 and out.stderr == "", out.stderr
+        assert json.loads(out.stdout)["results"][0]["path"] == path
+
+    data = json.loads(run("status", "--skipped", "--json", "--path", str(ws)).stdout)
+    assert data["skipped_files"] == [
+        {"path": "package-lock.json", "reason": "lockfile"},
+        {"path": "tool.bin.py", "reason": "binary"},
+    ]
+    assert data["files"] == 2 and data["skipped"] == 2
+    text = run("status", "--skipped", "--path", str(ws))
+    assert text.returncode == 0 and text.stderr == ""
+    lines = text.stdout.splitlines()
+    assert any("lockfile" in ln and "package-lock.json" in ln for ln in lines)
+    assert any("binary" in ln and "tool.bin.py" in ln for ln in lines)
 
 
 def test_every_command_is_documented_in_the_readme() -> None:
@@ -231,3 +305,20 @@ def test_models_list_json() -> None:
     data = json.loads(run("models", "list", "--json").stdout)["models"]
     default = [m for m in data if m["id"] == "all-minilm-l6-v2-int8"]
     assert default and default[0]["available"] is True
+
+
+@pytest.mark.model
+def test_stderr_stays_quiet_and_status_names_the_device(ws: Path) -> None:
+    out = run("search", "read a json config file", "--path", str(ws))
+    assert out.returncode == 0
+    # Loading the model, picking a device, deriving int8 weights: -v only.
+    assert out.stderr == ""
+    assert out.stdout.startswith("1.000  src/config.py")
+    loud = run("search", "read a json config file", "-v", "--path", str(ws))
+    assert "model all-minilm-l6-v2-int8" in loud.stderr, loud.stderr
+    status = json.loads(run("status", "--json", "--path", str(ws)).stdout)
+    assert status["embedding_source"] == "index"
+    assert status["device"] in ("cpu", "cuda") and status["precision"] in ("int8", "fp32")
+    # A user error after the model has loaded is still the one line.
+    bad = run("similar", "src/config.py:999", "--path", str(ws))
+    assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1, bad.stderr

@@ -114,7 +114,8 @@ def test_worker_processes_build_the_same_index_as_inline(
 ) -> None:
     work = tmp_path / "ws"
     make_corpus(work, 600)
-    (work / "pkg0" / "bad.py").write_bytes(b"x = '\xe9'\n")  # skipped, not fatal, in a worker too
+    (work / "pkg0" / "bad.py").write_bytes(bytes(range(256)) * 4)  # skipped, in a worker too
+    (work / "pkg0" / "latin.py").write_bytes(b"x = '\xe9'\n")  # decoded, in a worker too
     want = inline_snapshot(work, tmp_path, monkeypatch)
     parallel = Index(work, workers=workers, offload=offload)
 
@@ -124,7 +125,7 @@ def test_worker_processes_build_the_same_index_as_inline(
     # Worker processes import their own copy: only this process's is replaced.
     monkeypatch.setattr(workspace, "prepare_file", not_here)
     report = parallel.refresh(embed=False)
-    assert report.files == 600 and report.skip_reasons.get("not_utf8") == 1
+    assert report.files == 601 and report.skip_reasons.get("binary") == 1
     parallel.close()
     assert snapshot(work) == want
 

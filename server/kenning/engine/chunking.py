@@ -68,7 +68,7 @@ from kenning.engine.languages import (
     LanguageSpec,
     detect_language,
 )
-from kenning.engine.scan import content_skip_reason
+from kenning.engine.scan import content_skip_reason, decode_text
 from kenning.engine.text import fts_symbol, fts_text
 from kenning.engine.types import Chunk
 
@@ -945,12 +945,7 @@ def prepare_file(rel: str, path: str, size: int, mtime_ns: int, known_hash: str 
     digest = xxhash.xxh3_64_hexdigest(data)
     if known_hash == digest:
         return Prepared(rel, size, mtime_ns, "touch", digest=digest)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        # Bad bytes past the sniffed head: remember the file as unfit.
-        return Prepared(rel, size, mtime_ns, "skip", reason="not_utf8")
-    return prepare_text(rel, text, size, mtime_ns, digest)
+    return prepare_text(rel, decode_text(data), size, mtime_ns, digest)
 
 
 def prepare_text(rel: str, text: str, size: int, mtime_ns: int, digest: str) -> Prepared:

@@ -199,6 +199,16 @@ def plan_device(device: str | None) -> str:
     return wanted
 
 
+def plan_precision(cpu_int8: bool, device: str, wanted: str) -> str:
+    """``int8`` or ``fp32``: what a model runs in on ``device`` for a resolved precision.
+
+    ``cpu_int8`` is the card's say on int8 by default; on CUDA it is always fp32.
+    """
+    if device == "cuda":
+        return "fp32"
+    return "int8" if wanted == "int8" or (wanted == "auto" and cpu_int8) else "fp32"
+
+
 class OnnxEmbedder:
     """An :class:`Embedder` running a verified ONNX model with HF ``tokenizers``.
 
@@ -231,14 +241,9 @@ class OnnxEmbedder:
         self._batched = token_budget is not None or self._planned == "cuda"
         self.token_budget = token_budget or GPU_TOKEN_BUDGET
         wanted = resolve_precision(precision)
-        if self._planned == "cuda":
-            if wanted == "int8":
-                log.info("int8 arithmetic is for the CPU; model %s runs in fp32 on CUDA", card.id)
-            self.precision = "fp32"
-        else:
-            self.precision = (
-                "int8" if wanted == "int8" or (wanted == "auto" and card.cpu_int8) else "fp32"
-            )
+        if self._planned == "cuda" and wanted == "int8":
+            log.info("int8 arithmetic is for the CPU; model %s runs in fp32 on CUDA", card.id)
+        self.precision = plan_precision(card.cpu_int8, self._planned, wanted)
         self._lock = threading.RLock()
         self._session: Any = None
         self._pool: ThreadPoolExecutor | None = None

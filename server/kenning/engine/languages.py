@@ -7,17 +7,23 @@ split by headings; every other id is chunked by line windows.
 
 from __future__ import annotations
 
+import difflib
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kenning.engine.scan import BINARY_EXTENSIONS
+from kenning.errors import UsageError
 
 __all__ = [
+    "KNOWN_LANGUAGES",
+    "LANGUAGE_ALIASES",
     "STRUCTURED_LANGUAGES",
     "SUPPORTED_LANGUAGES",
     "Def",
     "LanguageSpec",
     "detect_language",
+    "language_filter",
 ]
 
 _EXTENSIONS: dict[str, str] = {
@@ -523,3 +529,72 @@ SUPPORTED_LANGUAGES: frozenset[str] = frozenset(SPECS)
 
 STRUCTURED_LANGUAGES: frozenset[str] = SUPPORTED_LANGUAGES | {"markdown"}
 """Languages chunked by structure (markdown by headings); the rest get line windows."""
+
+KNOWN_LANGUAGES: frozenset[str] = (
+    frozenset(_EXTENSIONS.values())
+    | frozenset(_FILENAMES.values())
+    | frozenset(_SHEBANGS.values())
+    | STRUCTURED_LANGUAGES
+    | {"text"}
+)
+"""Every language id the index can give a chunk: what a ``--lang`` filter may name."""
+
+# Editors (LSP languageId), tree-sitter and people spell languages differently.
+LANGUAGE_ALIASES: dict[str, str] = {
+    "py": "python",
+    "python3": "python",
+    "ts": "typescript",
+    "tsx": "typescript",
+    "typescriptreact": "typescript",
+    "js": "javascript",
+    "jsx": "javascript",
+    "javascriptreact": "javascript",
+    "mjs": "javascript",
+    "cjs": "javascript",
+    "golang": "go",
+    "rs": "rust",
+    "ex": "elixir",
+    "exs": "elixir",
+    "sh": "bash",
+    "shell": "bash",
+    "shellscript": "bash",
+    "zsh": "bash",
+    "c_sharp": "csharp",
+    "cs": "csharp",
+    "c#": "csharp",
+    "c++": "cpp",
+    "rb": "ruby",
+    "kt": "kotlin",
+    "md": "markdown",
+    "yml": "yaml",
+    "txt": "text",
+    "plaintext": "text",
+}
+
+# A filter on a language also takes its dialects that the index names apart:
+# someone asking for TypeScript means their .tsx files too.
+_FAMILIES: dict[str, tuple[str, ...]] = {"typescript": ("typescript", "tsx")}
+
+
+def language_filter(names: Sequence[str]) -> list[str]:
+    """The language ids a ``--lang``/``lang`` filter selects; a UsageError for an unknown name.
+
+    A name is a language id ("python", "tsx") or an alias users type ("py",
+    "ts", "golang", "rs"); matching ignores case.
+    """
+    out: list[str] = []
+    for name in names:
+        lang = name.strip().lower()
+        if lang not in KNOWN_LANGUAGES:
+            lang = LANGUAGE_ALIASES.get(lang, lang)
+        if lang not in KNOWN_LANGUAGES:
+            close = difflib.get_close_matches(lang, sorted(KNOWN_LANGUAGES), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise UsageError(
+                f"unknown language {name!r}: {hint}known languages are "
+                f"{', '.join(sorted(KNOWN_LANGUAGES))}"
+            )
+        for member in _FAMILIES.get(lang, (lang,)):
+            if member not in out:
+                out.append(member)
+    return out

@@ -693,6 +693,41 @@ def derive_int8(src: str, out: str) -> None:
         os.replace(quantised, target)
 
 
+def plan_embedding(model: str | None = None, device: str | None = "auto") -> dict[str, str | None]:
+    """``{model, device, precision}`` that :func:`load_embedder` would give, without loading.
+
+    Reads the model card and asks onnxruntime for its providers; opens no model
+    and verifies no file, so ``kenning status`` can say it at once. A part that
+    cannot be known (an unknown model, CUDA asked for but missing) is None.
+    """
+    from kenning.engine.embedder import plan_device, plan_precision, resolve_precision
+
+    name = model or os.environ.get("KENNING_MODEL") or None
+    card: ModelCard | None
+    try:
+        if name is None:
+            card = default_card()
+        elif name in _cards():
+            card = _cards()[name]
+        elif _looks_like_path(name):
+            card = _folder_card(Path(name))
+        else:
+            card = get_card(name)
+    except ModelError:
+        card = None
+    try:
+        planned: str | None = plan_device(device)
+    except ModelError:
+        planned = None
+    precision = None
+    if card is not None and planned is not None:
+        try:
+            precision = plan_precision(card.cpu_int8, planned, resolve_precision(None))
+        except ModelError:
+            precision = None
+    return {"model": card.id if card else name, "device": planned, "precision": precision}
+
+
 def load_embedder(
     model: str | None = None, device: str = "auto", threads: int | None = None
 ) -> Embedder:

@@ -12,16 +12,19 @@ Rules, in the order they are applied to every path:
 4. Built-in defaults: dependency and vendored folders, build output, lock
    files, minified and generated files, binaries by extension.
 
-Content checks (binary, not UTF-8, generated header, minified) need the bytes,
+Content checks (binary, generated header, minified) need the bytes,
 so they run when a file is read; see :func:`content_skip_reason`.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
+import re
 import stat
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -275,6 +278,12 @@ class ScanResult:
     # Files and folders left out by the path rules, by reason. A skipped folder
     # counts once: its contents are never visited.
     skipped: Counter[str] = field(default_factory=Counter)
+    # The same, one (path, reason) each; a folder's path ends in "/".
+    skipped_paths: list[tuple[str, str]] = field(default_factory=list)
+
+    def skip(self, rel: str, reason: str) -> None:
+        self.skipped[reason] += 1
+        self.skipped_paths.append((rel, reason))
 
 
 def compile_globs(globs: list[str], what: str) -> pathspec.PathSpec | None:
@@ -282,11 +291,107 @@ def compile_globs(globs: list[str], what: str) -> pathspec.PathSpec | None:
     if not globs:
         return None
     for glob in globs:
-        try:
-            pathspec.GitIgnoreSpec.from_lines([glob])
-        except Exception as exc:  # pathspec raises several types for bad patterns
-            raise UsageError(f"bad {what} glob {glob!r}: {exc}") from None
+        _compile_one(glob, what)
     return pathspec.GitIgnoreSpec.from_lines(globs)
+
+
+def _compile_one(glob: str, what: str) -> pathspec.PathSpec:
+    try:
+        return pathspec.GitIgnoreSpec.from_lines([glob])
+    except Exception as exc:  # pathspec raises several types for bad patterns
+        # re's messages end in a position within pathspec's regex, not the glob.
+        why = re.sub(r" at position \d+$", "", str(exc))
+        raise UsageError(f"{_bad(what)} {glob!r}: {why}") from None
+
+
+def check_glob(glob: str, what: str) -> None:
+    """A UsageError unless ``glob`` compiles and can match a path.
+
+    pathspec takes a blank line, a ``#`` comment or an unclosed ``[`` without
+    complaint and matches nothing with it, which a user would only see as a
+    filter that finds nothing.
+    """
+    spec = _compile_one(glob, what)
+    if any(p.regex is not None for p in spec.patterns):
+        return
+    if not glob.strip():
+        why = "it is empty"
+    elif glob.lstrip().startswith("#"):
+        why = "a leading # makes it a comment; write \\# for a literal #"
+    elif "[" in glob:
+        why = "an unclosed [ (write \\[ for a literal [)"
+    else:
+        why = "it can match no path"
+    raise UsageError(f"{_bad(what)} {glob!r}: {why}")
+
+
+def _bad(what: str) -> str:
+    return f"bad {what} glob" if what else "bad glob"
+
+
+def expand_braces(glob: str) -> list[str]:
+    """``src/*.{ts,tsx}`` -> ``src/*.ts``, ``src/*.tsx``, as ripgrep and editors read it.
+
+    gitignore patterns have no braces: left alone, a glob that uses them
+    would match only paths with a literal ``{``.
+    """
+    depth, start = 0, -1
+    i = 0
+    while i < len(glob):
+        c = glob[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif c == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                inner = glob[start + 1 : i]
+                parts = _split_top(inner)
+                if len(parts) > 1:
+                    head, tail = glob[:start], glob[i + 1 :]
+                    return [x for part in parts for x in expand_braces(head + part + tail)]
+        i += 1
+    return [glob]
+
+
+def _split_top(text: str) -> list[str]:
+    parts, depth, last, i = [], 0, 0, 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            parts.append(text[last:i])
+            last = i + 1
+        i += 1
+    parts.append(text[last:])
+    return parts
+
+
+def filter_spec(globs: Sequence[str], what: str = "--glob") -> pathspec.PathSpec:
+    """The matcher for a search's path filter: any glob matches, ``!glob`` takes away.
+
+    Braces expand; a filter of negations only (``!tests/**``) means every
+    path but those, as in ripgrep, rather than no path at all.
+    """
+    lines: list[str] = []
+    for glob in globs:
+        check_glob(glob, what)
+        for one in expand_braces(glob):
+            check_glob(one, what)
+            lines.append(one)
+    if lines and all(line.startswith("!") for line in lines):
+        lines.insert(0, "**")
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def _read_patterns(path: Path) -> list[str]:
@@ -349,20 +454,79 @@ def default_skip_reason(name: str, is_dir: bool) -> str | None:
     return None
 
 
+# Bytes that text does not hold: C0 controls but tab, newline, vertical tab,
+# form feed, carriage return and escape (ANSI colours in logs).
+_CONTROL = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20)])
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f]")
+# Text has next to no control characters; compiled code, images and compressed
+# data have them everywhere (random bytes: 27 in 256, about 10%). One stray NUL
+# in a source file is text, as it is to an editor (git and ripgrep call any NUL
+# binary, and would hide a whole file for one byte).
+BINARY_CONTROL_RATIO = 0.05
+# Formats whose first bytes say what they are, for the few that may not show
+# many control bytes in their head.
+BINARY_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"\xff\xd8\xff",  # JPEG
+    b"%PDF-",
+    b"\x7fELF",
+    b"\xcf\xfa\xed\xfe",  # Mach-O
+    b"\xce\xfa\xed\xfe",
+    b"\xca\xfe\xba\xbe",  # Java class, Mach-O universal
+    b"\x00asm",  # WebAssembly
+    b"PK\x03\x04",  # zip, jar, docx, whl
+    b"\x1f\x8b",  # gzip
+    b"BZh9",
+    b"\xfd7zXZ\x00",
+    b"7z\xbc\xaf\x27\x1c",
+    b"\x28\xb5\x2f\xfd",  # zstd
+    b"Rar!\x1a\x07",
+    b"SQLite format 3\x00",
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",  # OLE: .doc, .xls, .msi
+    b"\x93NUMPY",
+    b"OggS",
+    b"fLaC",
+    b"wOFF",
+    b"wOF2",
+)
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+# Bump when content_skip_reason would decide differently about a file it has
+# already seen, so an index re-reads the files it skipped by the old rules.
+CONTENT_RULES = "2"
+
+
+def decode_text(data: bytes) -> str:
+    """A file's text: UTF-8 (or UTF-16 with a BOM), each bad byte a U+FFFD.
+
+    One bad byte (a Latin-1 ``é`` in a comment) costs that character, not the
+    file: the code around it is still found. A UTF-8 BOM is dropped, as
+    editors do.
+    """
+    if data.startswith(_UTF16_BOMS):
+        return data.decode("utf-16", errors="replace")
+    text = data.decode("utf-8", errors="replace")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
 def content_skip_reason(rel: str, data: bytes) -> str | None:
     """Why a file's bytes make it unfit to index, or None. ``data`` is the whole file."""
     head = data[:8192]
-    if b"\x00" in head:
+    if head.startswith(BINARY_MAGIC):
         return "binary"
-    try:
-        text_head = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the 8 KiB boundary is fine; anywhere
-        # else, or in a file that ends within the head, it is not UTF-8.
-        if len(data) <= len(head) or exc.start < len(head) - 4:
-            return "not_utf8"
-        text_head = head[: exc.start].decode("utf-8")
-    first = text_head[:600].lower().encode()
+    if head.startswith(_UTF16_BOMS):
+        # Its NULs are half of every ASCII character: judge the decoded text.
+        text = decode_text(head)
+        controls = len(_CONTROL_CHARS.findall(text))
+        size = len(text)
+    else:
+        controls = len(head) - len(head.translate(None, _CONTROL))
+        size = len(head)
+    if controls > 1 and controls > BINARY_CONTROL_RATIO * size:
+        return "binary"
+    # The markers are looked for in the first 600 characters only.
+    first = decode_text(head[:2400])[:600].lower().encode()
     if any(m in first for m in GENERATED_MARKERS) and _looks_generated(first):
         return "generated"
     if rel.endswith((".js", ".mjs", ".cjs", ".css", ".json")) and len(data) > 2000:
@@ -474,7 +638,7 @@ class Scanner:
         try:
             entries = list(os.scandir(dir_path))
         except OSError:
-            result.skipped["unreadable"] += 1
+            result.skip(f"{dir_rel}/" if dir_rel else "./", "unreadable")
             return
         for entry in entries:
             rel = f"{dir_rel}/{entry.name}" if dir_rel else entry.name
@@ -482,7 +646,7 @@ class Scanner:
                 is_dir = entry.is_dir(follow_symlinks=False)
                 is_link = entry.is_symlink()
             except OSError:
-                result.skipped["unreadable"] += 1
+                result.skip(rel, "unreadable")
                 continue
             if is_link:
                 # Links are skipped: they loop, and point outside the workspace.
@@ -496,22 +660,22 @@ class Scanner:
                 elif self.include is not None and self._may_reinclude_below(rel):
                     self._walk(Path(entry.path), rel, stack, result, forced=True)
                 else:
-                    result.skipped[reason] += 1
+                    result.skip(f"{rel}/", reason)
                 continue
             if forced and (self.include is None or not self.include.match_file(rel)):
                 continue
             if reason is not None:
-                result.skipped[reason] += 1
+                result.skip(rel, reason)
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
-                result.skipped["unreadable"] += 1
+                result.skip(rel, "unreadable")
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
             if st.st_size > self.max_file_bytes:
-                result.skipped["too_large"] += 1
+                result.skip(rel, "too_large")
                 continue
             if st.st_size == 0:
                 continue

@@ -459,6 +459,13 @@ class Store:
         )
         return {r[0]: r[1] for r in rows}
 
+    def skipped_files(self) -> list[tuple[str, str]]:
+        """(path, reason) of every file left out for its content."""
+        rows = self.reader().execute(
+            "SELECT path, skip_reason FROM files WHERE skip_reason IS NOT NULL ORDER BY path"
+        )
+        return [(r[0], r[1]) for r in rows]
+
     def languages(self) -> dict[str, int]:
         rows = self.reader().execute(
             "SELECT language, count(*) FROM chunks GROUP BY language ORDER BY count(*) DESC"

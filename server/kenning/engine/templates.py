@@ -51,6 +51,7 @@ import numpy as np
 import xxhash
 
 from kenning.config import kenning_home
+from kenning.engine.languages import LANGUAGE_ALIASES
 from kenning.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -104,34 +105,6 @@ class EmbedderLike(Protocol):
 # Languages
 
 
-# Editors (LSP languageId), tree-sitter and people spell languages differently.
-_LANGUAGE_ALIASES = {
-    "py": "python",
-    "python3": "python",
-    "ts": "typescript",
-    "tsx": "typescript",
-    "typescriptreact": "typescript",
-    "js": "javascript",
-    "jsx": "javascript",
-    "javascriptreact": "javascript",
-    "mjs": "javascript",
-    "cjs": "javascript",
-    "golang": "go",
-    "rs": "rust",
-    "ex": "elixir",
-    "exs": "elixir",
-    "sh": "bash",
-    "shell": "bash",
-    "shellscript": "bash",
-    "zsh": "bash",
-    "c_sharp": "csharp",
-    "cs": "csharp",
-    "c#": "csharp",
-    "rb": "ruby",
-    "kt": "kotlin",
-}
-
-
 def normalize_language(language: str | None) -> str | None:
     """Canonical language name (``typescriptreact`` -> ``typescript``), or None."""
     if language is None:
@@ -139,7 +112,7 @@ def normalize_language(language: str | None) -> str | None:
     lang = language.strip().lower()
     if not lang:
         return None
-    return _LANGUAGE_ALIASES.get(lang, lang)
+    return LANGUAGE_ALIASES.get(lang, lang)
 
 
 # ---------------------------------------------------------------------------

@@ -33,7 +33,15 @@ import xxhash
 from kenning.config import Settings, kenning_home
 from kenning.engine.chunking import Prepared, prepare_args, prepare_file, prepare_text, watch_parent
 from kenning.engine.embedder import Embedder, model_of_space, precision_of
-from kenning.engine.scan import FileEntry, Scanner, compile_globs, content_skip_reason
+from kenning.engine.languages import language_filter
+from kenning.engine.scan import (
+    CONTENT_RULES,
+    FileEntry,
+    Scanner,
+    content_skip_reason,
+    decode_text,
+    filter_spec,
+)
 from kenning.engine.search import Searcher, SearchResult, to_hit
 from kenning.engine.store import ChunkRow, FileRow, Store
 from kenning.engine.templates import TemplateLibrary, TemplateMatch
@@ -64,6 +72,9 @@ COMMIT_EVERY_S = 0.5
 # Worker processes pay for themselves (start-up, imports) only on big runs.
 PARALLEL_MIN_FILES = 256
 LATENCY_WINDOW = 500
+# `kenning status --skipped` lists at most this many files left out by the path
+# rules (the counts are always complete).
+MAX_SKIPPED_LISTED = 10_000
 
 
 class Cancelled(Exception):
@@ -103,6 +114,8 @@ class IndexReport:
     skip_reasons: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     cancelled: bool = False
+    # (path, why) of the files in ``errors``.
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -350,6 +363,8 @@ class Index:
             progress("scan", 0, 0)
         scan = self.scanner.scan()
         known = self.store.files()
+        # Files skipped for their content under older rules get another look.
+        recheck = self.store.get_meta("content_rules") != CONTENT_RULES
         todo: list[tuple[FileEntry, FileRow | None]] = []
         seen: set[str] = set()
         for entry in scan.files:
@@ -357,7 +372,12 @@ class Index:
             if entry.rel in self._buffers:
                 continue
             row = known.get(entry.rel)
-            if row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns:
+            if (
+                row is not None
+                and row.size == entry.size
+                and row.mtime_ns == entry.mtime_ns
+                and (row.skip_reason is None or not recheck)
+            ):
                 continue
             todo.append((entry, row))
         gone = [p for p in known if p not in seen and p not in self._buffers]
@@ -387,7 +407,19 @@ class Index:
             reasons[reason] = reasons.get(reason, 0) + n
         report.skip_reasons = reasons
         report.skipped = sum(reasons.values())
-        self.store.set_meta("skip_reasons", json.dumps(reasons))
+        # Written only when they change: a refresh with nothing to do stays cheap.
+        self._set_meta_if_changed("skip_reasons", json.dumps(reasons, sort_keys=True))
+        # Content skips are rows of the files table; the rest is kept here for
+        # `kenning status --skipped`. Failed reads are tried again every run.
+        listed = [[p, r, None] for p, r in sorted(scan.skipped_paths)]
+        listed += [[p, "error", why] for p, why in sorted(report.failed)]
+        self._set_meta_if_changed("skipped_paths", json.dumps(listed[:MAX_SKIPPED_LISTED]))
+        if recheck:
+            self.store.set_meta("content_rules", CONTENT_RULES)
+
+    def _set_meta_if_changed(self, key: str, value: str) -> None:
+        if self.store.get_meta(key) != value:
+            self.store.set_meta(key, value)
 
     def _index_entry(self, entry: FileEntry, row: FileRow | None, report: IndexReport) -> None:
         known = row.hash if row is not None and row.skip_reason is None else None
@@ -399,6 +431,7 @@ class Index:
         if prep.action == "error":
             if report is not None:
                 report.errors.append(f"{prep.rel}: {prep.reason}")
+                report.failed.append((prep.rel, prep.reason or "error"))
         elif prep.action == "skip":
             self.store.skip_file(prep.rel, prep.size, prep.mtime_ns, prep.reason or "unfit")
             self._touched.add(prep.rel)
@@ -577,6 +610,17 @@ class Index:
             done += len(batch)
             if progress:
                 progress("embed", done, max(total, done))
+        if report.embedded:
+            # The model ran, so its session (and device) exists: say in the
+            # index what made its vectors, for `status` in a process that
+            # never loads the model. Written once, not on every run.
+            made_by = {
+                "space": embedder.space,
+                "model": embedder.model_id,
+                "device": embedder.device,
+                "precision": precision_of(embedder),
+            }
+            self._set_meta_if_changed("embedded_with", json.dumps(made_by, sort_keys=True))
         after = embedder.stats.snapshot()
         spent = float(after["seconds"]) - float(before["seconds"])
         if spent > 0:
@@ -598,8 +642,7 @@ class Index:
     # -- queries ------------------------------------------------------------
 
     def file_ids_for_globs(self, globs: Sequence[str]) -> list[int]:
-        spec = compile_globs(list(globs), "--glob")
-        assert spec is not None
+        spec = filter_spec(globs)
         return [row.id for path, row in self.store.files().items() if spec.match_file(path)]
 
     def search(
@@ -610,6 +653,9 @@ class Index:
         languages: Sequence[str] | None = None,
         globs: Sequence[str] | None = None,
     ) -> SearchResult:
+        # Checked before any work: a filter that cannot match is a mistake to
+        # report, not an empty answer.
+        languages = language_filter(languages) if languages else None
         file_ids = self.file_ids_for_globs(globs) if globs else None
         query_vector = None
         started = time.perf_counter()
@@ -670,7 +716,7 @@ class Index:
         if rel in self._buffers:
             return self._buffers[rel].splitlines()
         try:
-            return (self.root / rel).read_text(encoding="utf-8", errors="replace").splitlines()
+            return decode_text((self.root / rel).read_bytes()).splitlines()
         except OSError as exc:
             raise LocationError(f"{rel}: {exc.strerror or exc}") from None
 
@@ -722,16 +768,15 @@ class Index:
 
     # -- status -------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self, skipped_files: bool = False) -> dict[str, Any]:
+        """What the index holds and how it performs; ``skipped_files`` lists every skip."""
         counts = self.store.counts()
         last = json.loads(self.store.get_meta("last_refresh") or "null")
         skipped = json.loads(self.store.get_meta("skip_reasons") or "{}")
-        emb = self._embedder
-        model = emb.model_id if emb else model_of_space(self.vectors.model_id)
         cache_hits = last.get("cached", 0) if last else 0
         cache_total = cache_hits + (last.get("embedded", 0) if last else 0)
         lat = sorted(self._latencies)
-        return {
+        out = {
             "root": str(self.root),
             "index_path": str(self.store.path),
             "schema_version": self.store.schema_version,
@@ -745,10 +790,7 @@ class Index:
             "skipped": sum(skipped.values()),
             "skip_reasons": skipped,
             "languages": self.store.languages(),
-            "model": model,
-            "device": emb.device if emb else None,
-            # int8 where the model runs with int8 matrix products (the CPU default).
-            "precision": precision_of(emb, self.vectors.model_id),
+            **self._embedding_status(counts["embedded"]),
             "rebuilt": self.rebuilt,
             "buffers": len(self._buffers),
             "last_refresh": last,
@@ -762,6 +804,69 @@ class Index:
                 "query_ms_p99": _percentile(lat, 99),
             },
         }
+        if skipped_files:
+            out["skipped_files"] = self.skipped_files()
+        return out
+
+    def _embedding_status(self, embedded: int) -> dict[str, Any]:
+        """``model``, ``device`` and ``precision``, and where they come from.
+
+        ``embedding_source``: "loaded" (this process runs the model), "index"
+        (what embedded the vectors the index holds) or "planned" (what the next
+        embedding would use: nothing is embedded yet).
+        """
+        emb = self._embedder
+        if emb is not None:
+            return {
+                "model": emb.model_id,
+                "device": emb.device,
+                # int8 where the model runs with int8 matrix products (the CPU default).
+                "precision": precision_of(emb),
+                "embedding_source": "loaded",
+            }
+        space = self.vectors.model_id
+        if embedded and space:
+            try:
+                made_by = json.loads(self.store.get_meta("embedded_with") or "{}")
+            except ValueError:
+                made_by = {}
+            if made_by.get("space") == space:
+                return {
+                    "model": made_by.get("model"),
+                    "device": made_by.get("device"),
+                    "precision": made_by.get("precision"),
+                    "embedding_source": "index",
+                }
+        from kenning.engine.models import plan_embedding
+
+        plan = plan_embedding(self.settings.model, self.settings.device)
+        if embedded and space:
+            # Vectors from before kenning recorded their device, or all from
+            # the shared cache: the model and precision are the index's own.
+            plan["model"] = model_of_space(space)
+            plan["precision"] = precision_of(None, space)
+            return {**plan, "embedding_source": "index"}
+        return {**plan, "embedding_source": "planned"}
+
+    def skipped_files(self) -> list[dict[str, Any]]:
+        """Every file (or folder, its path ending in "/") left out, with the reason.
+
+        Path rules (ignored, vendored, too_large, ...) as of the last full
+        refresh, content checks (binary, generated, minified) as the index
+        records them, and files that could not be read or chunked last time
+        ("error", with the cause in ``detail``).
+        """
+        try:
+            listed = json.loads(self.store.get_meta("skipped_paths") or "[]")
+        except ValueError:
+            listed = []
+        entries = [{"path": p, "reason": r, "detail": d} for p, r, d in listed]
+        entries += [{"path": p, "reason": r, "detail": None} for p, r in self.store.skipped_files()]
+        entries.sort(key=lambda e: (e["path"], e["reason"]))
+        for e in entries:
+            if e["detail"] is None:
+                del e["detail"]
+        return entries
 
     def _load_latencies(self) -> list[float]:
         try:

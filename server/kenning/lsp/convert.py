@@ -16,6 +16,8 @@ from typing import Any
 from lsprotocol import types as lsp
 from pygls.uris import from_fs_path, to_fs_path
 
+from kenning.engine.languages import language_filter
+from kenning.engine.scan import filter_spec
 from kenning.engine.types import SearchHit
 from kenning.errors import LocationError, UsageError
 
@@ -167,6 +169,28 @@ def get_str_list(obj: dict[str, Any], key: str) -> list[str] | None:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return [v for v in value if v] or None
     raise UsageError(f"{key}: expected a string or a list of strings, got {json.dumps(value)}")
+
+
+def get_languages(obj: dict[str, Any]) -> list[str] | None:
+    """``lang`` as the engine's language ids; an unknown language names the known ones."""
+    names = get_str_list(obj, "lang")
+    if names is None:
+        return None
+    try:
+        return language_filter(names)
+    except UsageError as exc:
+        raise UsageError(f"lang: {exc}") from None
+
+
+def get_globs(obj: dict[str, Any]) -> list[str] | None:
+    """``glob``, each checked: one that cannot match a path is an error naming it."""
+    globs = get_str_list(obj, "glob")
+    if globs is not None:
+        try:
+            filter_spec(globs, "")
+        except UsageError as exc:
+            raise UsageError(f"glob: {exc}") from None
+    return globs
 
 
 def get_query(obj: dict[str, Any]) -> str:

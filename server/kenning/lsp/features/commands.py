@@ -28,8 +28,10 @@ async def search(
     query = convert.get_query(obj)
     k = convert.get_k(obj, default_k or ls.settings.search.k)
     mode = convert.get_mode(obj, ls.settings.search.mode)
-    langs = convert.get_str_list(obj, "lang")
-    globs = convert.get_str_list(obj, "glob")
+    # Checked here, before any folder is asked: with several folders a
+    # per-folder error would only be logged, and the answer silently empty.
+    langs = convert.get_languages(obj)
+    globs = convert.get_globs(obj)
     started = time.perf_counter()
     indexes = await ls.ready_indexes()
     answers = await asyncio.gather(
@@ -138,6 +140,9 @@ async def status(ls: KenningServer) -> dict[str, Any]:
             folders.append({"root": str(folder.root), "error": str(exc)})
     ok = [f for f in folders if "error" not in f]
     embedder = ls.embedders.get_nowait()
+    # Until the model has loaded, what the first folder's index was embedded
+    # with (or would be).
+    first = ok[0] if ok else {}
     lat = [f["metrics"]["query_ms_p95"] for f in ok if f["metrics"].get("query_ms_p95")]
     return {
         "files": sum(f["files"] for f in ok),
@@ -145,9 +150,9 @@ async def status(ls: KenningServer) -> dict[str, Any]:
         "embedded": sum(f["embedded"] for f in ok),
         "pending": sum(f["pending"] for f in ok),
         "skipped": sum(f["skipped"] for f in ok),
-        "model": embedder.model_id if embedder else None,
-        "device": embedder.device if embedder else None,
-        "precision": precision_of(embedder),
+        "model": embedder.model_id if embedder else first.get("model"),
+        "device": embedder.device if embedder else first.get("device"),
+        "precision": precision_of(embedder) if embedder else first.get("precision"),
         "model_error": ls.embedders.error,
         "metrics": {
             "index_bytes": sum(f["metrics"]["index_bytes"] for f in ok),
