@@ -15,6 +15,7 @@ import itertools
 import json
 import queue
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -240,19 +241,34 @@ class StdioServer:
         self.close()
 
 
-def connect(port: int, timeout: float = TIMEOUT_S) -> tuple[socket.socket, Wire]:
-    """A TCP client of ``kenning lsp --tcp``, retrying until the server listens."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    sock.settimeout(None)
-    return sock, Wire(sock.makefile("rb"), sock.sendall)
+class TcpClient:
+    """A client of ``kenning lsp --tcp``, retrying until the server listens."""
+
+    def __init__(self, port: int, timeout: float = TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.sock.settimeout(None)
+        self._rfile = self.sock.makefile("rb")
+        self.wire = Wire(self._rfile, self.sock.sendall)
+
+    def close(self, reset: bool = False) -> None:
+        """Close; with ``reset``, abruptly (an RST, as a killed client's kernel sends)."""
+        # The socket closes for real only once no thread reads it and its file
+        # is closed too: stop the reader first (SHUT_RD sends nothing).
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RD)
+        self.wire.closed.wait(TIMEOUT_S)
+        if reset:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._rfile.close()
+        self.sock.close()
 
 
 def free_port() -> int:

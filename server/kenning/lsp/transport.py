@@ -57,7 +57,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import cattrs
@@ -350,12 +350,25 @@ class KenningProtocol(LanguageServerProtocol):
         self.exit_code: int | None = None
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
+        if not isinstance(msg_id, int | str):
+            # lsprotocol lets any JSON through as the id; pygls hashes it.
+            log.warning("$/cancelRequest for an id that is neither integer nor string: %r", msg_id)
+            return
         for hook in self.cancel_hooks.pop(msg_id, []):
             try:
                 hook()
             except Exception:
                 log.warning("cancel hook failed", exc_info=True)
         super()._handle_cancel_notification(msg_id)
+
+    @lsp_method(lsp.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    def lsp_work_done_progress_cancel(
+        self, params: lsp.WorkDoneProgressCancelParams
+    ) -> Generator[Any, Any, None]:
+        if not isinstance(params.token, int | str):
+            log.warning("a progress cancel for a token that is no token: %r", params.token)
+            return
+        yield from super().lsp_work_done_progress_cancel(params)
 
     @lsp_method(lsp.EXIT)
     def lsp_exit(self, *args: Any) -> None:
@@ -400,6 +413,13 @@ class KenningProtocol(LanguageServerProtocol):
                 self._reply_error(None, INVALID_REQUEST, "Invalid Request: bad id")
             return
         if "method" in data and not self._admit(method, msg_id if is_request else None):
+            return
+        expected = self.get_message_type(method) if "method" in data else None
+        if expected is not None and is_request != ("id" in attr_names(expected)):
+            kind = "a notification" if is_request else "a request"
+            log.warning("%s is %s; the message was ignored: %s", method, kind, _show(body))
+            if is_request:
+                self._reply_error(msg_id, INVALID_REQUEST, f"Invalid Request: {method} is {kind}")
             return
         try:
             message = self._structure(data)
@@ -451,14 +471,11 @@ class KenningProtocol(LanguageServerProtocol):
         message.
         """
         if "method" in data:
-            method = data["method"]
-            cls = self.get_message_type(method)
-            is_request = "id" in data
+            cls = self.get_message_type(data["method"])
             if cls is None:
-                cls = JsonRPCRequestMessage if is_request else JsonRPCNotification
-            elif is_request != ("id" in attr_names(cls)):
-                kind = "notification" if is_request else "request"
-                raise ValueError(f"{method} is a {kind}")
+                cls = JsonRPCRequestMessage if "id" in data else JsonRPCNotification
+                # JSON-RPC lets params be left out; pygls's fallback types require them.
+                data = {"params": None, **data}
             return self._converter.structure(data, cls)
         if "error" in data:
             return self._converter.structure(data, lsp.ResponseErrorMessage)
