@@ -94,6 +94,13 @@ async def test_a_header_line_is_judged_as_soon_as_it_is_complete():
         await bodies([b"hello world\r\nContent-Length: 2\r\n"])
 
 
+@pytest.mark.parametrize("rest", [b'"}}', b"hello\n", b"Content-Length: 2\n"])
+async def test_bytes_that_cannot_start_a_header_are_judged_without_waiting(rest):
+    # The rest of a body whose Content-Length was too short; someone typing.
+    with pytest.raises(FramingLost):
+        await bodies([frame(b"{}") + rest])
+
+
 async def test_a_client_gone_mid_message_is_the_end_not_an_error():
     assert await bodies([frame(b'{"a": 1}')[:-3]]) == []
     assert await bodies([b"Content-Length: 2\r\n"]) == []

@@ -98,7 +98,10 @@ MAX_BODY_BYTES = 1 << 30
 READ_SIZE = 1 << 16
 
 # RFC 9110 field name (a token), then the value.
-_HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*")
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_HEADER = re.compile(rb"(" + _TOKEN + rb"+):[ \t]*(.*?)[ \t]*")
+# What a header line still arriving can look like.
+_HEADER_START = re.compile(_TOKEN + rb"*(?::[^\r\n]*)?\r?")
 _NEXT_HEADER = re.compile(rb"content-length[ \t]*:[ \t]*\d+\r\n", re.IGNORECASE)
 _WHITESPACE = b" \t\r\n"
 
@@ -247,11 +250,17 @@ class Framer:
 
     @staticmethod
     def _check_header_lines(buf: bytearray) -> None:
-        """Fail at once on a complete line that cannot be a header, not after a stall."""
-        lines = bytes(buf).split(b"\r\n")
-        for line in lines[:-1]:  # the last one may still be arriving
+        """Fail at once on a line that cannot be (or become) a header, not after a stall.
+
+        The rest of a body whose Content-Length was too short, or a person
+        typing at the server, is caught here with no wait.
+        """
+        *lines, arriving = bytes(buf).split(b"\r\n")
+        for line in lines:
             if not _HEADER.fullmatch(line):
                 raise FramingLost(f"expected a header line, got {_show(line)}")
+        if not _HEADER_START.fullmatch(arriving):
+            raise FramingLost(f"expected a header line, got {_show(arriving)}")
 
     @staticmethod
     def _content_length(block: bytes) -> int:
