@@ -130,6 +130,29 @@ def test_messages_that_are_not_valid_requests_get_json_rpc_errors(
         assert server.wait() == 0
 
 
+def test_a_malformed_answer_from_the_client_fails_the_waiting_handler_not_the_server(
+    tmp_path, kenning_home, workspace
+):
+    with stdio_server(tmp_path, kenning_home) as server:
+        wire = server.wire
+        wire.initialize(workspace)
+        wire.idle()
+        # Settings by pull: the server asks, and gets an error of no known shape.
+        wire.answers["workspace/configuration"] = {"error": {"code": "bad"}}
+        wire.notify("workspace/didChangeConfiguration", {"settings": None})
+        wire.wait_for(
+            lambda m: (
+                "workspace/didChangeConfiguration: a malformed response"
+                in m.get("params", {}).get("message", "")
+            ),
+            "the handler to give up on the malformed answer",
+        )
+        search_works(wire)
+        no_traceback(server)
+        wire.shutdown()
+        assert server.wait() == 0
+
+
 def test_exit_without_shutdown_exits_1(tmp_path, kenning_home, workspace):
     with stdio_server(tmp_path, kenning_home) as server:
         server.wire.initialize(workspace)

@@ -48,6 +48,8 @@ class Wire:
         self.responses: dict[Any, dict[str, Any]] = {}
         self.notifications: list[dict[str, Any]] = []
         self.closed = threading.Event()
+        # Method -> the fields of our answer to the server's request, in place of a null result.
+        self.answers: dict[str, Any] = {}
         self._reader = threading.Thread(target=self._read, args=(rfile,), daemon=True)
         self._reader.start()
 
@@ -116,11 +118,12 @@ class Wire:
             self.responses[message.get("id")] = message
 
     def _answer(self, request: dict[str, Any]) -> None:
-        result: Any = None
+        answer: dict[str, Any] = {"result": None}
         if request["method"] == "workspace/configuration":
-            result = [None for _ in request.get("params", {}).get("items", [])]
+            answer = {"result": [None for _ in request.get("params", {}).get("items", [])]}
+        answer = self.answers.get(request["method"], answer)
         with contextlib.suppress(OSError, ValueError):
-            self.send({"id": request["id"], "result": result})
+            self.send({"id": request["id"], **answer})
 
     def _read(self, rfile: BinaryIO) -> None:
         try:

@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import cattrs
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.json_rpc import (
     JsonRPCNotification,
@@ -441,6 +442,10 @@ class KenningProtocol(LanguageServerProtocol):
                 log.warning("%s: invalid params, ignored: %s", method, detail)
             else:
                 log.warning("a response that does not fit its request: %s", detail)
+                # Whoever awaits the answer gets an error rather than waiting for ever.
+                pending = self._request_futures.pop(msg_id, None) if id_ok else None
+                if pending is not None and not pending.done():
+                    pending.set_exception(JsonRpcInvalidParams(f"a malformed response: {detail}"))
             return
         if method == lsp.INITIALIZE:
             self.initialize_received = True
