@@ -2,20 +2,25 @@
 
 Used by the e2e tests and available to anyone who wants a model-free server:
 ``python tests/e2e/fake_server.py`` speaks LSP on stdio like ``kenning lsp``.
-The only difference is :data:`kenning.lsp.server.EMBEDDER_FACTORY`.
+The only difference is :data:`kenning.lsp.server.EMBEDDER_FACTORY` (and, when
+``KENNING_TEST_STALL_S`` is set, how long a stalled message is waited for).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from conftest import FakeEmbedder
-from kenning.lsp import server
+from kenning.lsp import server, transport
 
 server.EMBEDDER_FACTORY = lambda settings: FakeEmbedder()
+# The wire tests wait for a stalled message less long than an editor would.
+if os.environ.get("KENNING_TEST_STALL_S"):
+    transport.STALL_S = float(os.environ["KENNING_TEST_STALL_S"])
 
 if __name__ == "__main__":
     sys.exit(server.main(sys.argv[1:]))

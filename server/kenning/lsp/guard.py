@@ -55,6 +55,9 @@ def notification(name: str) -> Callable[[F], F]:
                 await fn(*args, **kwargs)
             except KenningError as exc:
                 log.warning("%s: %s", name, exc)
+            except JsonRpcException as exc:
+                # The client's answer to a request of ours was an error or malformed.
+                log.warning("%s: %s", name, exc.message)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import FeatureRequestError, JsonRpcException
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
 
 from kenning import __version__
 from kenning.config import Settings, kenning_home, parse_settings
@@ -42,6 +41,7 @@ from kenning.engine.workspace import Index, IndexReport
 from kenning.errors import KenningError, LocationError, ModelError, UsageError
 from kenning.lsp.convert import uri_to_path
 from kenning.lsp.progress import IndexProgress
+from kenning.lsp.transport import KenningProtocol, serve_stdio, serve_tcp
 from kenning.lsp.worker import IndexWorker, LongJob
 
 # Most chunking worker processes one big refresh may start.
@@ -138,27 +138,6 @@ class Folder:
         return None
 
 
-class KenningProtocol(LanguageServerProtocol):
-    """Adds one thing to pygls: hooks run when the client cancels a request.
-
-    pygls cancels the request's future, which stops a coroutine at its next
-    await, but work already handed to the index thread would go on; the hook
-    lets that work stop too.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.cancel_hooks: dict[Any, list[Callable[[], None]]] = {}
-
-    def _handle_cancel_notification(self, msg_id: Any) -> None:
-        for hook in self.cancel_hooks.pop(msg_id, []):
-            try:
-                hook()
-            except Exception:
-                log.warning("cancel hook failed", exc_info=True)
-        super()._handle_cancel_notification(msg_id)
-
-
 class KenningServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__(
@@ -192,6 +171,19 @@ class KenningServer(LanguageServer):
         # The loop may close between the check and the call.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(fn, *args)
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        # pygls shows these as a popup of Python text ("Error in server: ...").
+        # A failed request was answered already; a notification that failed
+        # (pygls's own document sync given odd ranges) or a write has nobody
+        # to tell but the log.
+        if source is FeatureRequestError:
+            return
+        message = error.message if isinstance(error, JsonRpcException) else str(error)
+        log.warning("%s", message or type(error).__name__)
+        data = getattr(error, "data", None)
+        if isinstance(data, dict) and data.get("traceback"):
+            log.debug("%s", "".join(data["traceback"]))
 
     def show_warning(self, message: str) -> None:
         self.show(message, lsp.MessageType.Warning)
@@ -493,7 +485,10 @@ def create_server() -> KenningServer:
 
 
 class LspLogHandler(logging.Handler):
-    """Sends log records to the client as ``window/logMessage``."""
+    """Sends log records to the client as ``window/logMessage``.
+
+    ``server`` is the current session's: over TCP each client gets its own.
+    """
 
     LEVELS = {
         logging.ERROR: lsp.MessageType.Error,
@@ -501,13 +496,14 @@ class LspLogHandler(logging.Handler):
         logging.INFO: lsp.MessageType.Info,
     }
 
-    def __init__(self, server: KenningServer) -> None:
+    def __init__(self, server: KenningServer | None = None) -> None:
         super().__init__(logging.INFO)
         self.server = server
         self._busy = threading.local()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if getattr(self._busy, "on", False):
+        server = self.server
+        if server is None or getattr(self._busy, "on", False):
             return
         self._busy.on = True
         try:
@@ -520,30 +516,38 @@ class LspLogHandler(logging.Handler):
                 lsp.MessageType.Log,
             )
             message = self.format(record)
-            self.server.call_on_loop(self._send, kind, message)
+            server.call_on_loop(self._send, server, kind, message)
         finally:
             self._busy.on = False
 
-    def _send(self, kind: lsp.MessageType, message: str) -> None:
-        if self.server.protocol.writer is None:
+    def _send(self, server: KenningServer, kind: lsp.MessageType, message: str) -> None:
+        if server.protocol.writer is None:
             return
         with contextlib.suppress(Exception):
-            self.server.window_log_message(lsp.LogMessageParams(type=kind, message=message))
+            server.window_log_message(lsp.LogMessageParams(type=kind, message=message))
 
 
 class _DropUserErrors(logging.Filter):
-    """pygls logs every error response with a traceback; a user error needs none."""
+    """pygls logs every error response with a traceback; an answered error needs none.
+
+    A JSON-RPC error is the answer itself (a user error, bad arguments, an
+    unknown command); a handler's own bug reaches here as the exception it
+    raised, or was logged with its traceback by :mod:`kenning.lsp.guard`.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, KenningRequestError)
+        return not isinstance(exc, JsonRpcException)
 
 
 def log_file() -> Path:
     return kenning_home() / "logs" / "lsp.log"
 
 
-def setup_logging(server: KenningServer, verbose: bool = False) -> Path | None:
+def setup_logging(
+    verbose: bool = False, server: KenningServer | None = None
+) -> tuple[Path | None, LspLogHandler]:
+    """Log to stderr (warnings), the log file and the client (``client.server``)."""
     fmt = logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
     root.handlers[:] = []
@@ -573,7 +577,7 @@ def setup_logging(server: KenningServer, verbose: bool = False) -> Path | None:
     kenning = logging.getLogger("kenning")
     kenning.setLevel(logging.DEBUG if verbose else logging.INFO)
     kenning.addHandler(client)
-    return path
+    return path, client
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -590,11 +594,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    server = create_server()
-    path = setup_logging(server, getattr(args, "verbose", False))
+    path, client_log = setup_logging(getattr(args, "verbose", False))
     log.info("kenning %s language server (pid %d), log file %s", __version__, os.getpid(), path)
+
+    def new_server() -> KenningServer:
+        server = create_server()
+        client_log.server = server
+        return server
+
     if args.tcp:
-        server.start_tcp(args.host, args.port)
-    else:
-        server.start_io()
-    return 0
+        return serve_tcp(new_server, args.host, args.port)
+    return serve_stdio(new_server())
