@@ -103,3 +103,45 @@ def test_neovim_snippets_compile(tmp_path: Path) -> None:
             env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
         )
         assert proc.returncode == 0 and "Error" not in proc.stderr, (f, proc.stderr)
+
+
+def test_neovim_restarts_a_server_that_dies(tmp_path: Path, kenning_home: Path) -> None:
+    root = write_files(
+        tmp_path / "ws",
+        {
+            ".git/HEAD": "ref: refs/heads/main\n",
+            "geometry.py": """
+                def area_of_circle(radius):
+                    return 3.14159 * radius * radius
+                """,
+        },
+    )
+    out = tmp_path / "nvim-result.json"
+    starts = tmp_path / "starts.txt"
+    env = server_env(kenning_home)
+    env.update(
+        KENNING_TEST_OUT=str(out),
+        KENNING_NVIM_RTP=str(NVIM_RTP),
+        KENNING_PYTHON=sys.executable,
+        KENNING_SERVER=FAKE_SERVER[1],
+        KENNING_CRASH_ONCE=str(HERE / "nvim" / "crash_once.py"),
+        KENNING_STARTS=str(starts),
+        KENNING_FILE=str(root / "geometry.py"),
+        XDG_STATE_HOME=str(tmp_path / "state"),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+    )
+    proc = subprocess.run(
+        ["nvim", "--headless", "--clean", "-c", f"luafile {HERE / 'nvim' / 'restart.lua'}"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.exists(), f"nvim wrote nothing (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    result = json.loads(out.read_text())
+    assert "error" not in result, result
+    assert result["steps"] == ["edited", "restarted", "searched"]
+    assert result["first"] == "geometry.py"
+    assert starts.read_text().count("start") == 2  # one crash, one restart

@@ -14,9 +14,16 @@ M.config = {
   settings = {},
   root_markers = { ".git", ".kenningignore", "pyproject.toml", "package.json", "Cargo.toml", "go.mod" },
   k = 20,
+  -- The server exits with status 1 when the connection breaks (lost framing) so
+  -- that the editor restarts it; Neovim's client does not by itself. At most
+  -- `restarts` times within `restart_window_s`, as VS Code's client does.
+  restarts = 4,
+  restart_window_s = 180,
 }
 
 local clients = {} -- root -> client id (Neovim 0.7 has no vim.lsp.start to reuse them)
+local attached = {} -- root -> { [bufnr] = true }: buffers to re-attach after a restart
+local crashes = {} -- root -> times of recent abnormal exits
 
 local function find_root(path)
   local dir = vim.fn.fnamemodify(path, ":p:h")
@@ -35,6 +42,8 @@ local function find_root(path)
   return vim.fn.getcwd()
 end
 
+local restart
+
 local function client_config(root)
   return {
     name = "kenning",
@@ -43,7 +52,40 @@ local function client_config(root)
     workspace_folders = { { uri = vim.uri_from_fname(root), name = vim.fn.fnamemodify(root, ":t") } },
     init_options = M.config.settings,
     settings = { kenning = M.config.settings },
+    on_exit = function(code, signal)
+      if code ~= 0 or signal ~= 0 then
+        vim.schedule(function()
+          restart(root, code, signal)
+        end)
+      end
+    end,
   }
+end
+
+-- An abnormal exit: start a new server for the root and give it back its buffers.
+restart = function(root, code, signal)
+  local now = vim.loop.now() / 1000
+  local recent = {}
+  for _, t in ipairs(crashes[root] or {}) do
+    if now - t < M.config.restart_window_s then
+      table.insert(recent, t)
+    end
+  end
+  table.insert(recent, now)
+  crashes[root] = recent
+  if #recent > M.config.restarts then
+    vim.notify(string.format("kenning: the language server stopped (exit %d, signal %d) %d times in %ds; "
+      .. "not restarting it (see its log)", code, signal, #recent, M.config.restart_window_s), vim.log.levels.ERROR)
+    return
+  end
+  vim.notify(string.format("kenning: the language server stopped (exit %d, signal %d); restarting it", code,
+    signal), vim.log.levels.WARN)
+  clients[root] = nil
+  for bufnr in pairs(attached[root] or {}) do
+    if vim.api.nvim_buf_is_valid(bufnr) then
+      M.attach(bufnr)
+    end
+  end
 end
 
 function M.attach(bufnr)
@@ -53,6 +95,8 @@ function M.attach(bufnr)
     return
   end
   local root = find_root(name)
+  attached[root] = attached[root] or {}
+  attached[root][bufnr] = true
   if vim.lsp.start then -- Neovim 0.8+: reuses a client with the same name and root
     return vim.lsp.start(client_config(root), { bufnr = bufnr })
   end
