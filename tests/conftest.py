@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +28,13 @@ class FakeEmbedder:
     device = "cpu"
     max_tokens = 512
 
-    def __init__(self) -> None:
+    def __init__(self, dims: int | None = None, delay_s: float = 0.0) -> None:
+        """``dims`` other than 64 names another model (the real one has 384);
+        ``delay_s`` per text makes embedding take a known, unhurried time."""
+        if dims is not None and dims != self.dims:
+            self.dims = dims
+            self.model_id = self.space = f"fake-bow-{dims}"
+        self.delay_s = delay_s
         self.calls = 0
         self.texts_embedded = 0
         self.stats = EmbedStats()
@@ -44,6 +51,8 @@ class FakeEmbedder:
         return v / n
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if self.delay_s:
+            time.sleep(self.delay_s * len(texts))
         self.calls += 1
         self.texts_embedded += len(texts)
         self.stats.add(len(texts), sum(self.count_tokens(texts)), 0, 1, 1e-6 * len(texts))

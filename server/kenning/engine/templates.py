@@ -959,7 +959,9 @@ class TemplateLibrary:
                     return self._index
                 if model_id not in self._disk_loaded:
                     self._disk_loaded.add(model_id)
-                    self._vectors.update(self._read_disk_cache(model_id))
+                    self._vectors.update(
+                        self._read_disk_cache(model_id, int(getattr(embedder, "dims", 0)))
+                    )
                 entries = list(self._entries.values())
                 missing = [e for e in entries if (model_id, e.digest) not in self._vectors]
                 generation = self._generation
@@ -1015,7 +1017,7 @@ class TemplateLibrary:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", model_id) or "model"
         return self.cache_dir / f"{safe}.npz"
 
-    def _read_disk_cache(self, model_id: str) -> dict[tuple[str, str], np.ndarray]:
+    def _read_disk_cache(self, model_id: str, dims: int) -> dict[tuple[str, str], np.ndarray]:
         path = self._cache_file(model_id)
         if path is None or not path.is_file():
             return {}
@@ -1027,6 +1029,10 @@ class TemplateLibrary:
         except (OSError, KeyError, ValueError) as exc:
             # Derived data only: recompute rather than fail.
             log.info("ignoring unreadable template vector cache %s: %s", path, exc)
+            return {}
+        if matrix.ndim != 2 or (dims and matrix.shape[1] != dims):
+            # Vectors of a model that went by this id before (a folder model
+            # replaced in place): embed again, and the next write replaces them.
             return {}
         out: dict[tuple[str, str], np.ndarray] = {}
         row = 0
@@ -1062,8 +1068,9 @@ class TemplateLibrary:
         """The vector and tokens of a chunk or query, cached: the editor asks again and
         again about the chunk under the cursor."""
         embedder = self.embedder
-        model_id = embedder.model_id if embedder is not None else ""
-        key = (f"{kind}:{model_id}", text)
+        # By vector space, not model id: int8 and fp32 vectors of one model differ.
+        space = getattr(embedder, "space", embedder.model_id) if embedder is not None else ""
+        key = (f"{kind}:{space}", text)
         with self._lock:
             hit = self._query_cache.get(key)
             if hit is not None:

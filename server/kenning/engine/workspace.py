@@ -562,7 +562,14 @@ class Index:
             if not batch:
                 break
             digests = list({d for _, d, _ in batch})
-            found = self.cache.get_many(embedder.space, digests)
+            width = 4 * embedder.dims
+            # A cached vector of another length was made by another model that
+            # went by the same id (a folder model replaced in place): embed again.
+            found = {
+                d: v
+                for d, v in self.cache.get_many(embedder.space, digests).items()
+                if len(v) == width
+            }
             missing = {d: t for _, d, t in batch if d not in found}
             if missing:
                 vecs = embedder.embed_documents(list(missing.values()))
@@ -571,7 +578,17 @@ class Index:
                 found.update(fresh)
             ids = [cid for cid, _, _ in batch]
             matrix = np.stack([np.frombuffer(found[d], dtype=np.float32) for _, d, _ in batch])
-            self.vectors.write(ids, matrix)
+            if not self.vectors.write(ids, matrix, embedder.space) and (
+                self.vectors.model_id != embedder.space
+            ):
+                # Another process switched the index to another model meanwhile:
+                # its vectors stay; taking the index back would only start a tug of war.
+                log.info(
+                    "%s: another process re-embeds this index with %s; stopping",
+                    self.root,
+                    self.vectors.model_id,
+                )
+                break
             report.embedded += len(missing)
             report.cached += len(batch) - len(missing)
             done += len(batch)
@@ -612,10 +629,13 @@ class Index:
     ) -> SearchResult:
         file_ids = self.file_ids_for_globs(globs) if globs else None
         query_vector = None
+        space = None
         started = time.perf_counter()
-        if mode in ("vector", "hybrid") and self.embedder is not None:
-            query_vector = self.embedder.embed_query(query)
-        result = self.searcher.search(query, query_vector, k, mode, languages, file_ids)
+        embedder = self.embedder
+        if mode in ("vector", "hybrid") and embedder is not None:
+            query_vector = embedder.embed_query(query)
+            space = embedder.space
+        result = self.searcher.search(query, query_vector, k, mode, languages, file_ids, space)
         result.took_ms = (time.perf_counter() - started) * 1000
         for hit in result.results:
             hit.root = str(self.root)
@@ -652,7 +672,13 @@ class Index:
             vector = None
         if vector is None:
             vector = self.embedder.embed_documents([text])[0]
-        nearest = self.vectors.nearest(vector, k, exclude=exclude)
+        held = self.vectors.model_id
+        # Vectors of another model (not re-embedded yet) are not comparable with this one.
+        nearest = (
+            self.vectors.nearest(vector, k, exclude=exclude)
+            if held in (None, self.embedder.space)
+            else []
+        )
         rows = self.store.chunk_rows([cid for cid, _ in nearest])
         hits = [
             to_hit(rows[cid], max(0.0, sim), {"similarity": round(sim, 4)})
