@@ -41,6 +41,7 @@ import os
 import re
 import threading
 import time
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ import numpy as np
 import xxhash
 
 from kenning.config import kenning_home
-from kenning.errors import UsageError
+from kenning.engine.home import owned_dir, repair, slot_problem
+from kenning.errors import KenningError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -1019,16 +1021,22 @@ class TemplateLibrary:
 
     def _read_disk_cache(self, model_id: str, dims: int) -> dict[tuple[str, str], np.ndarray]:
         path = self._cache_file(model_id)
-        if path is None or not path.is_file():
+        if path is None:
             return {}
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                digests = [str(d) for d in data["digests"]]
-                counts = [int(c) for c in data["counts"]]
-                matrix = np.asarray(data["vectors"], dtype=np.float32)
-        except (OSError, KeyError, ValueError) as exc:
+        problem = slot_problem(path)
+        if problem is None:
+            if not path.is_file():
+                return {}
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    digests = [str(d) for d in data["digests"]]
+                    counts = [int(c) for c in data["counts"]]
+                    matrix = np.asarray(data["vectors"], dtype=np.float32)
+            except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                problem = str(exc) or type(exc).__name__
+        if problem is not None:
             # Derived data only: recompute rather than fail.
-            log.info("ignoring unreadable template vector cache %s: %s", path, exc)
+            repair(path, f"{path}: the template vector cache is damaged ({problem})")
             return {}
         if matrix.ndim != 2 or (dims and matrix.shape[1] != dims):
             # Vectors of a model that went by this id before (a folder model
@@ -1051,7 +1059,7 @@ class TemplateLibrary:
         if not kept:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            owned_dir(path.parent)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             with open(tmp, "wb") as fh:
                 np.savez(
@@ -1061,7 +1069,7 @@ class TemplateLibrary:
                     vectors=np.vstack([v for _, v in kept]).astype(np.float32),
                 )
             os.replace(tmp, path)
-        except OSError as exc:
+        except (OSError, KenningError) as exc:
             log.warning("cannot write template vector cache %s: %s", path, exc)
 
     def _query(self, kind: str, text: str) -> tuple[np.ndarray | None, frozenset[str]]:

@@ -12,15 +12,21 @@ memory, and rescores exactly in SQL.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import apsw
 import numpy as np
 
+from kenning.engine.home import SQLITE_COMPANIONS, open_owned, repair, sqlite_problem
 from kenning.engine.store import BUSY_TIMEOUT_MS, Store, json_ids, json_strs, transaction
+from kenning.errors import DamagedFileError, HomeError
+
+T = TypeVar("T")
 
 
 def quantize(vectors: np.ndarray) -> np.ndarray:
@@ -33,54 +39,110 @@ class EmbeddingCache:
 
     A second clone, a worktree or a branch switch re-embeds nothing seen
     before. Lives in its own database so indexes can be deleted freely.
+    Being a cache, it is never worth an error: a damaged one (found on open,
+    or by a read or write later) is moved aside and started anew, and the
+    vectors it held are embedded again as they are needed.
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self.conn = apsw.Connection(str(path))
-        self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS cache(model TEXT NOT NULL, digest TEXT NOT NULL,"
-            " vec BLOB NOT NULL, PRIMARY KEY(model, digest)) WITHOUT ROWID"
-        )
+        self.conn, self.rebuilt = open_owned(path, _open_cache)
+        self._inode = _inode(path)
+
+    def _run(self, work: Callable[[apsw.Connection], T]) -> T:
+        """``work(connection)`` under the lock; on damage, repair and try once more."""
+        with self._lock:
+            try:
+                return work(self.conn)
+            except (apsw.CorruptError, apsw.NotADBError) as exc:
+                with contextlib.suppress(apsw.Error):
+                    self.conn.close()
+                # Another process may have repaired it already: then its new
+                # file is in place, and it is not ours to move.
+                if _inode(self.path) == self._inode:
+                    repair(
+                        self.path,
+                        f"{self.path}: the embedding cache is damaged ({exc})",
+                        SQLITE_COMPANIONS,
+                    )
+                self.conn, _ = open_owned(self.path, _open_cache)
+                self._inode = _inode(self.path)
+                self.rebuilt = True
+                return work(self.conn)
 
     def get_many(self, model: str, digests: Sequence[str]) -> dict[str, bytes]:
         if not digests:
             return {}
-        with self._lock:
-            rows = self.conn.execute(
+
+        def work(conn: apsw.Connection) -> dict[str, bytes]:
+            rows = conn.execute(
                 "SELECT digest, vec FROM cache WHERE model = ? AND digest IN"
                 " (SELECT value FROM json_each(?))",
                 (model, json_strs(digests)),
             )
             return {r[0]: r[1] for r in rows}
 
+        return self._run(work)
+
     def put_many(self, model: str, items: Sequence[tuple[str, bytes]]) -> None:
         if not items:
             return
-        with self._lock, transaction(self.conn):
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO cache(model, digest, vec) VALUES (?, ?, ?)",
-                ((model, d, v) for d, v in items),
-            )
+
+        def work(conn: apsw.Connection) -> None:
+            with transaction(conn):
+                conn.executemany(
+                    "INSERT OR REPLACE INTO cache(model, digest, vec) VALUES (?, ?, ?)",
+                    ((model, d, v) for d, v in items),
+                )
+
+        self._run(work)
 
     def count(self, model: str | None = None) -> int:
-        with self._lock:
-            if model is None:
-                return int(self.conn.execute("SELECT count(*) FROM cache").fetchone()[0])
-            return int(
-                self.conn.execute(
-                    "SELECT count(*) FROM cache WHERE model = ?", (model,)
-                ).fetchone()[0]
+        if model is None:
+            return self._run(
+                lambda conn: int(conn.execute("SELECT count(*) FROM cache").fetchone()[0])
             )
+        return self._run(
+            lambda conn: int(
+                conn.execute("SELECT count(*) FROM cache WHERE model = ?", (model,)).fetchone()[0]
+            )
+        )
 
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+
+
+def _open_cache(path: Path) -> apsw.Connection:
+    """A connection to the cache at ``path``; DamagedFileError when it is damaged."""
+    problem = sqlite_problem(path)
+    if problem is not None:
+        raise DamagedFileError(f"{path}: the embedding cache is damaged ({problem})")
+    try:
+        conn = apsw.Connection(str(path))
+    except apsw.CantOpenError as exc:
+        raise HomeError(f"cannot open the embedding cache {path} ({exc})") from None
+    try:
+        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS cache(model TEXT NOT NULL, digest TEXT NOT NULL,"
+            " vec BLOB NOT NULL, PRIMARY KEY(model, digest)) WITHOUT ROWID"
+        )
+    except (apsw.CorruptError, apsw.NotADBError) as exc:
+        conn.close()
+        raise DamagedFileError(f"{path}: the embedding cache is damaged ({exc})") from None
+    return conn
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 @dataclass

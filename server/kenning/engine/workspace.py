@@ -15,7 +15,6 @@ import logging
 import multiprocessing
 import os
 import re
-import shutil
 import threading
 import time
 from collections import deque
@@ -33,13 +32,13 @@ import xxhash
 from kenning.config import Settings, kenning_home
 from kenning.engine.chunking import Prepared, prepare_args, prepare_file, prepare_text, watch_parent
 from kenning.engine.embedder import Embedder, model_of_space, precision_of
+from kenning.engine.home import check_home, open_owned
 from kenning.engine.scan import FileEntry, Scanner, compile_globs, content_skip_reason
 from kenning.engine.search import Searcher, SearchResult, to_hit
 from kenning.engine.store import ChunkRow, FileRow, Store
 from kenning.engine.templates import TemplateLibrary, TemplateMatch
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.errors import (
-    IndexCorruptError,
     LocationError,
     NeedsEmbeddingsError,
     UsageError,
@@ -133,16 +132,7 @@ def index_path(root: Path, home: Path | None = None) -> Path:
 
 def open_store(path: Path) -> tuple[Store, bool]:
     """Open the index at ``path``; a damaged one is moved aside and rebuilt."""
-    try:
-        return Store(path), False
-    except IndexCorruptError as exc:
-        log.warning("%s; moving it aside and rebuilding", exc)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for suffix in ("", "-wal", "-shm"):
-            p = Path(str(path) + suffix)
-            if p.exists():
-                shutil.move(str(p), str(p) + f".corrupt-{stamp}")
-        return Store(path), True
+    return open_owned(path, Store)
 
 
 def _worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -188,6 +178,7 @@ class Index:
             include=self.settings.include,
             max_file_bytes=self.settings.index.max_file_bytes,
         )
+        check_home(self.home)
         self.store, self.rebuilt = open_store(index_path(self.root, self.home))
         self.vectors = VectorIndex(self.store)
         self.searcher = Searcher(self.store, self.vectors)
@@ -750,8 +741,8 @@ class Index:
 
     def status(self) -> dict[str, Any]:
         counts = self.store.counts()
-        last = json.loads(self.store.get_meta("last_refresh") or "null")
-        skipped = json.loads(self.store.get_meta("skip_reasons") or "{}")
+        last = self._meta_json("last_refresh", dict)
+        skipped = self._meta_json("skip_reasons", dict) or {}
         emb = self._embedder
         model = emb.model_id if emb else model_of_space(self.vectors.model_id)
         cache_hits = last.get("cached", 0) if last else 0
@@ -780,7 +771,7 @@ class Index:
             "last_refresh": last,
             "metrics": {
                 "index_bytes": self.store.size_bytes(),
-                "embedding": json.loads(self.store.get_meta("embed_rate") or "null"),
+                "embedding": self._meta_json("embed_rate", dict),
                 "cache_hit_rate": round(cache_hits / cache_total, 4) if cache_total else None,
                 "queries": len(lat),
                 "query_ms_p50": _percentile(lat, 50),
@@ -788,6 +779,18 @@ class Index:
                 "query_ms_p99": _percentile(lat, 99),
             },
         }
+
+    def _meta_json(self, key: str, kind: type) -> Any:
+        """A JSON value kept in the index's meta table; None when absent or unreadable.
+
+        These are metrics, remade by the next refresh or search: a garbled one
+        must not cost the status report.
+        """
+        try:
+            value = json.loads(self.store.get_meta(key) or "null")
+        except ValueError:
+            return None
+        return value if isinstance(value, kind) else None
 
     def _load_latencies(self) -> list[float]:
         try:
