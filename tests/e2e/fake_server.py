@@ -7,6 +7,7 @@ The only difference is :data:`kenning.lsp.server.EMBEDDER_FACTORY`.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from conftest import FakeEmbedder
 from kenning.lsp import server
 
-server.EMBEDDER_FACTORY = lambda settings: FakeEmbedder()
+# Tests may ask for the real model's width (384) and a known pace (seconds per
+# text), so that searches overlap a first index that takes a while to embed.
+_DIMS = int(os.environ.get("KENNING_TEST_EMBED_DIMS") or 0) or None
+_DELAY_S = float(os.environ.get("KENNING_TEST_EMBED_DELAY_S") or 0)
+
+server.EMBEDDER_FACTORY = lambda settings: FakeEmbedder(_DIMS, _DELAY_S)
 
 if __name__ == "__main__":
     sys.exit(server.main(sys.argv[1:]))
