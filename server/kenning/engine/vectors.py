@@ -249,7 +249,7 @@ class VectorIndex:
                 model, dims = db.execute(
                     "SELECT (SELECT value FROM meta WHERE key = 'vector_model'),"
                     " (SELECT value FROM meta WHERE key = 'vector_dims')"
-                ).fetchone()
+                ).fetchone() or (None, None)
                 if model != space or dims != str(vectors.shape[1]):
                     return 0
             for i, chunk_id in enumerate(ids):
@@ -348,7 +348,7 @@ class VectorIndex:
             epoch, dims = db.execute(
                 "SELECT (SELECT value FROM meta WHERE key = 'vector_epoch'),"
                 " (SELECT value FROM meta WHERE key = 'vector_dims')"
-            ).fetchone()
+            ).fetchone() or (None, None)
             floor = db.execute("SELECT min(seq) FROM vector_tombstones").fetchone()[0]
             if (
                 coarse is None
