@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from tests.conftest import FakeEmbedder, write_tree
 
 from kenning.engine.store import Store
 from kenning.engine.types import Chunk
-from kenning.engine.vectors import VectorIndex
+from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.engine.workspace import Index
 
 
@@ -248,3 +249,25 @@ def test_nearest_is_exact_at_every_size_and_across_model_changes(
                 store.delete_files([path])
         check(unit(np.random.default_rng(a).standard_normal(dims).tolist()))
         assert vectors.size() == len(truth)
+
+
+def test_a_cache_damaged_past_what_its_header_shows_is_repaired_when_read(
+    kenning_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = kenning_home / "cache" / "embeddings.db"
+    cache = EmbeddingCache(path)
+    cache.put_many("m", [(f"d{i}", bytes(1536)) for i in range(200)])
+    cache.close()
+    # Cut in half, with a header that gives no page count to check the size by:
+    # only reading the rows in the missing half can tell.
+    data = bytearray(path.read_bytes())
+    data[92:96] = (int.from_bytes(data[24:28], "big") + 1).to_bytes(4, "big")
+    path.write_bytes(bytes(data[: len(data) // 2]))
+    cache = EmbeddingCache(path)
+    assert not cache.rebuilt
+    with caplog.at_level(logging.WARNING, logger="kenning"):
+        assert cache.get_many("m", [f"d{i}" for i in range(200)]) == {}
+    assert cache.rebuilt and "the embedding cache is damaged" in caplog.text
+    cache.put_many("m", [("new", bytes(8))])
+    assert cache.get_many("m", ["new"]) == {"new": bytes(8)} and cache.count() == 1
+    assert list(path.parent.glob("embeddings.db.corrupt-*"))
