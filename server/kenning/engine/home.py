@@ -79,14 +79,18 @@ def move_aside(path: Path, companions: tuple[str, ...] = ()) -> Path | None:
         if src.exists() or src.is_symlink():
             try:
                 os.replace(src, f"{src}{suffix}")
-            except OSError:
-                # Not ours to rename (a read-only folder): delete instead, the
-                # file is kenning's own and can be made again.
+            except OSError as exc:
+                # Not ours to rename: delete instead, the file is kenning's own
+                # and can be made again.
                 if src.is_dir() and not src.is_symlink():
                     shutil.rmtree(src, ignore_errors=True)
                 else:
                     with contextlib.suppress(OSError):
                         src.unlink()
+                if src.exists() or src.is_symlink():
+                    raise HomeError(
+                        f"cannot move the damaged {src} aside: {exc.strerror or exc}; {_FIX}"
+                    ) from None
                 continue
             if c == "":
                 moved = Path(f"{src}{suffix}")
