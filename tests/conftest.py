@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +28,13 @@ class FakeEmbedder:
     device = "cpu"
     max_tokens = 512
 
-    def __init__(self) -> None:
+    def __init__(self, dims: int | None = None, delay_s: float = 0.0) -> None:
+        """``dims`` other than 64 names another model (the real one has 384);
+        ``delay_s`` per text makes embedding take a known, unhurried time."""
+        if dims is not None and dims != self.dims:
+            self.dims = dims
+            self.model_id = self.space = f"fake-bow-{dims}"
+        self.delay_s = delay_s
         self.calls = 0
         self.texts_embedded = 0
         self.stats = EmbedStats()
@@ -44,6 +51,8 @@ class FakeEmbedder:
         return v / n
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if self.delay_s:
+            time.sleep(self.delay_s * len(texts))
         self.calls += 1
         self.texts_embedded += len(texts)
         self.stats.add(len(texts), sum(self.count_tokens(texts)), 0, 1, 1e-6 * len(texts))
@@ -98,3 +107,68 @@ def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
         else:
             path.write_text(textwrap.dedent(content).lstrip("\n"))
     return root
+
+
+# -- a workspace for first-contact tests ------------------------------------------
+
+_NOUNS = [
+    "invoice",
+    "customer",
+    "order",
+    "shipment",
+    "ticket",
+    "payment",
+    "account",
+    "report",
+    "session",
+    "upload",
+    "profile",
+    "message",
+    "coupon",
+    "refund",
+    "vendor",
+]
+_VERBS = [
+    "load",
+    "save",
+    "check",
+    "render",
+    "merge",
+    "sort",
+    "filter",
+    "count",
+    "archive",
+    "notify",
+]
+
+FIRST_CONTACT_TARGET = "billing/tax.py"
+FIRST_CONTACT_QUERY = "add sales tax to a price"
+_TAX = '''
+def add_sales_tax(price, rate):
+    """Return the price with sales tax added, rounded to cents."""
+    return round(price * (1 + rate), 2)
+'''
+
+
+def first_contact_corpus(files: int, per_file: int) -> dict[str, str]:
+    """A workspace of ``files * per_file`` distinct small functions plus one that
+    adds sales tax: big enough, at a known size, that its first index takes a
+    while to embed."""
+    out: dict[str, str] = {FIRST_CONTACT_TARGET: _TAX}
+    for f in range(files):
+        noun = _NOUNS[f % len(_NOUNS)]
+        funcs = []
+        for j in range(per_file):
+            verb = _VERBS[(f * per_file + j) % len(_VERBS)]
+            other = _NOUNS[(f + j + 1) % len(_NOUNS)]
+            funcs.append(
+                f"def {verb}_{noun}_{f}_{j}(items, limit={j + 1}):\n"
+                f'    """{verb.title()} each {noun} against its {other} records (batch {f}.{j})."""\n'
+                "    kept = []\n"
+                "    for item in items:\n"
+                f'        if item.get("{other}_id") and len(kept) < limit:\n'
+                f'            kept.append({verb}_one(item, "{noun}"))\n'
+                "    return kept\n"
+            )
+        out[f"src/{noun}s/{_VERBS[f % len(_VERBS)]}_{f}.py"] = "\n\n".join(funcs)
+    return out

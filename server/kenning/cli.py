@@ -291,9 +291,8 @@ def _indexes(args: argparse.Namespace, embed: bool = True) -> Iterator[list[Any]
     try:
         for root in _roots(args):
             # A terminal run has the machine to itself: chunk on every core.
+            # A damaged index is rebuilt; the engine says so in one warning line.
             index = Index(root, settings, embedder=factory, workers=os.cpu_count() or 1)
-            if index.rebuilt:
-                log.warning("%s: the index was damaged and has been rebuilt", root)
             opened.append(index)
         yield opened
     finally:

@@ -22,7 +22,15 @@ class UsageError(KenningError):
     """Arguments that are well-formed but make no sense (a bad glob, k <= 0, ...)."""
 
 
-class IndexCorruptError(KenningError):
+class HomeError(KenningError):
+    """KENNING_HOME (or a folder kenning needs in it) cannot be created or written."""
+
+
+class DamagedFileError(KenningError):
+    """A file kenning owns under KENNING_HOME is damaged; it can be moved aside and made again."""
+
+
+class IndexCorruptError(DamagedFileError):
     """The index database cannot be opened or fails its integrity check."""
 
 

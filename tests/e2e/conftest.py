@@ -24,6 +24,7 @@ from tests.conftest import write_tree
 HERE = Path(__file__).resolve().parent
 SERVER_SRC = HERE.parent.parent / "server"
 FAKE_SERVER = [sys.executable, str(HERE / "fake_server.py")]
+REAL_SERVER = [sys.executable, "-m", "kenning", "lsp"]
 
 VSCODE = "visual-studio-code"
 NEOVIM = "neovim@v0.7.0"
@@ -130,8 +131,14 @@ async def start_session(
     caps: str,
     init_options: Any = None,
     accept_registrations: bool = True,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
 ) -> Session:
-    config = ClientServerConfig(server_command=FAKE_SERVER, server_env=server_env(home))
+    """``env`` adds to the server's environment; ``command`` replaces the fake
+    server (``REAL_SERVER`` runs ``kenning lsp`` with the real model)."""
+    config = ClientServerConfig(
+        server_command=command or FAKE_SERVER, server_env={**server_env(home), **(env or {})}
+    )
     client = await config.start()
     session = Session(client, roots, caps)  # type: ignore[arg-type]
     _fix_code_action_parsing(client)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kenning.engine.dedup import (
     MIN_TOKENS,
@@ -599,3 +601,33 @@ def test_component_labelling_matches_a_plain_union_find() -> None:
         parent[max(ra, rb)] = min(ra, rb)
     expected = [root(x) for x in range(n)]
     assert _components(n, i, j).tolist() == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["add", "remove"]), st.integers(0, 150), st.integers(0, 3)),
+        max_size=300,
+    )
+)
+def test_the_lsh_index_is_right_at_every_size(ops: list[tuple[str, int, int]]) -> None:
+    """From empty, through growth past its first allocation and back down to
+    nothing, a key is found by its own signature with every key that shares
+    it, and a removed key is never found."""
+    rng = np.random.default_rng(3)
+    pool = [rng.integers(0, 2**32, NUM_PERM, dtype=np.uint64).astype(np.uint32) for _ in range(4)]
+    index = DuplicateIndex(0.8)
+    model: dict[int, int] = {}
+    assert index.query(pool[0]) == []
+    for op, key, which in ops:
+        if op == "add":
+            index.add(key, pool[which])
+            model[key] = which
+        else:
+            index.remove(key)
+            model.pop(key, None)
+        assert len(index) == len(model)
+        for probe in range(len(pool)):
+            found = index.query(pool[probe])
+            assert sorted(k for k, _ in found) == sorted(k for k, w in model.items() if w == probe)
+            assert all(score == 1.0 for _, score in found)

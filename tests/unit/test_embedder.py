@@ -178,22 +178,45 @@ def test_a_failed_derivation_falls_back_to_fp32(
     )
 
 
-def test_a_damaged_derived_model_runs_fp32_and_is_derived_again(
-    resolved: models.ResolvedModel, kenning_home: Path, caplog: pytest.LogCaptureFixture
+# Each case derives the model again (seconds); the CLI's fault tests cover the other damages.
+@pytest.mark.parametrize("damage", ["flipped", "folder"])
+def test_a_damaged_derived_model_is_derived_again_at_once_and_int8_kept(
+    resolved: models.ResolvedModel,
+    kenning_home: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
 ) -> None:
-    derived = models.cpu_int8_model(resolved)
+    shared = models.cpu_int8_model(resolved).resolve()
+    int8 = OnnxEmbedder(resolved, device="cpu").embed_documents([JSON_CODE])
+    # A private copy of the derived folder: the shared one serves the whole run.
+    derived_dir = kenning_home / "models" / "derived"
+    derived_dir.unlink()
+    derived_dir.mkdir()
+    derived = derived_dir / shared.name
+    shutil.copy(shared, derived)
+    shutil.copy(shared.with_name(shared.name + ".sha256"), derived_dir)
     good = derived.read_bytes()
-    try:
-        derived.write_bytes(good[: len(good) // 2])  # as if cut short
-        with caplog.at_level(logging.WARNING, logger="kenning.engine.embedder"):
-            emb = OnnxEmbedder(resolved, device="cpu")
-            vec = emb.embed_documents([JSON_CODE])
-        assert emb.precision == "fp32" and "running it in fp32" in caplog.text
-        assert not derived.exists()  # so the next start derives it again
-        fp32 = OnnxEmbedder(resolved, device="cpu", precision="fp32")
-        np.testing.assert_allclose(vec, fp32.embed_documents([JSON_CODE]), atol=1e-6)
-    finally:
-        derived.write_bytes(good)  # the derived folder is shared by the whole run
+    if damage == "flipped":  # still loads, but its weights are not the ones derived
+        derived.write_bytes(good[:-1000] + bytes(b ^ 0xFF for b in good[-1000:]))
+    else:
+        derived.unlink()
+        derived.mkdir()
+    with caplog.at_level(logging.WARNING, logger="kenning"):
+        emb = OnnxEmbedder(resolved, device="cpu")
+        vec = emb.embed_documents([JSON_CODE])
+    # The same run derives it again and stays in the int8 vector space.
+    assert emb.precision == "int8" and emb.space.endswith("+int8-matmul")
+    np.testing.assert_array_equal(vec, int8)
+    assert derived.read_bytes() == good
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, caplog.text
+    assert "derived int8 model is damaged" in warnings[0].getMessage()
+    assert list(derived_dir.glob(f"{derived.name}.corrupt-*"))
+    # And the next start finds it whole: nothing is derived again.
+    caplog.clear()
+    again = OnnxEmbedder(resolved, device="cpu")
+    np.testing.assert_array_equal(again.embed_documents([JSON_CODE]), int8)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_a_model_that_cannot_be_derived_says_why(tmp_path: Path) -> None:

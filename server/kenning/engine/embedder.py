@@ -17,7 +17,6 @@ card's ``max_tokens`` is cut (or windowed) before the model sees it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -309,14 +308,11 @@ class OnnxEmbedder:
                 raise ModelError(
                     f"model {self.model_id}: onnxruntime cannot load {path}: {first}"
                 ) from None
-            # The int8 kernels may be missing on this CPU or build, or the
-            # derived file damaged: run the model as shipped, and derive again
-            # next time.
+            # The derived file was checked against its sha256 just now, so it
+            # is whole: this CPU or build lacks the int8 kernels. Only fp32 can run.
             log.warning(
                 "model %s: cannot load %s (%s); running it in fp32", self.model_id, path, first
             )
-            with contextlib.suppress(OSError):
-                path.unlink()
             self.precision = "fp32"
             return self._create_session()
         used = session.get_providers()

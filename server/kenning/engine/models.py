@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from kenning.config import kenning_home
-from kenning.errors import ModelError
+from kenning.engine.home import owned_dir, read_owned_json, repair, slot_problem
+from kenning.errors import KenningError, ModelError
 
 if TYPE_CHECKING:
     from kenning.engine.embedder import Embedder
@@ -299,7 +300,7 @@ def verify_file(path: Path, expected: str, label: str) -> None:
         raise ModelError(f"{label}: {path} is missing") from None
     key = str(path.resolve())
     stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": expected}
-    records = _read_json(_verified_file())
+    records = read_owned_json(_verified_file(), "the record of verified model files")
     if records.get(key) == stamp:
         return
     actual = sha256_file(path)
@@ -344,7 +345,7 @@ def _hub_dir(model_id: str) -> Path:
 
 
 def _manifest(model_id: str) -> dict[str, Any]:
-    return _read_json(_hub_dir(model_id) / "manifest.json")
+    return read_owned_json(_hub_dir(model_id) / "manifest.json", "the download record")
 
 
 def _expected_sha(card: ModelCard, key: str) -> str | None:
@@ -635,6 +636,11 @@ def cpu_int8_model(model: ResolvedModel) -> Path:
     Activation scales are taken over the whole input tensor, so a text's
     vector depends on what shares its run: callers run one text at a time.
 
+    The derived file's sha256 is kept beside it (``NAME.sha256``) and checked
+    before every use: a damaged file is moved aside and derived again at once,
+    so a run never drops to fp32 vectors (another vector space) for it. Only a
+    derivation that fails is a ModelError.
+
     The work runs in a child process: it holds several copies of the fp32
     graph at once (about 500 MB for the default model), which would otherwise
     stay the indexing process's peak and, freed, its resident size.
@@ -649,9 +655,12 @@ def cpu_int8_model(model: ResolvedModel) -> Path:
     ).hexdigest()
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", model.card.id)
     out = _models_home() / "derived" / f"{name}-{key}-int8.onnx"
-    if out.is_file():
+    if _derived_is_whole(out):
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        owned_dir(out.parent)
+    except KenningError as exc:
+        raise ModelError(f"model {model.card.id}: cannot derive int8 weights ({exc})") from None
     log.info("model %s: deriving int8 weights for the CPU (once)", model.card.id)
     code = "import sys; from kenning.engine.models import derive_int8; derive_int8(*sys.argv[1:])"
     try:
@@ -668,7 +677,50 @@ def cpu_int8_model(model: ResolvedModel) -> Path:
         lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
         why = lines[-1] if lines else f"exit status {done.returncode}"
         raise ModelError(f"model {model.card.id}: cannot derive int8 weights ({why})")
+    _write_text(_checksum_file(out), sha256_file(out) + "\n")
     return out
+
+
+def _checksum_file(derived: Path) -> Path:
+    return derived.with_name(derived.name + ".sha256")
+
+
+def _derived_is_whole(out: Path) -> bool:
+    """Whether the derived model at ``out`` is there and matches its recorded sha256.
+
+    A damaged one (a folder in its place, cut short, overwritten) is moved
+    aside with one warning; one without a record (its derivation was cut off
+    before the record was written) is simply derived again.
+    """
+    problem = slot_problem(out)
+    if problem is None and not out.exists():
+        return False
+    if problem is None:
+        sums = _checksum_file(out)
+        try:
+            expected = sums.read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            expected = ""
+        if not _SHA256.match(expected):
+            return False
+        try:
+            verify_file(out, expected, "derived int8 model")
+            return True
+        except ModelError:
+            problem = f"its sha256 is not the {expected[:12]}… it was derived with"
+    repair(out, f"{out}: the derived int8 model is damaged ({problem})")
+    with contextlib.suppress(OSError):
+        _checksum_file(out).unlink()
+    return False
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, "utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:  # without the record the file is derived again next time
+        log.debug("could not write %s: %s", path, exc)
 
 
 def derive_int8(src: str, out: str) -> None:

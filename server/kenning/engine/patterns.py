@@ -121,7 +121,7 @@ def aligned_vectors(
     matrix = np.zeros((len(keys), dims), dtype=np.float32)
     for i, key in enumerate(keys):
         vec = found.get(key)
-        if vec is not None:
+        if vec is not None and len(vec) == dims:
             matrix[i] = vec
     return matrix
 

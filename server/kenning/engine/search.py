@@ -149,7 +149,9 @@ class Searcher:
         mode: str = "hybrid",
         languages: Sequence[str] | None = None,
         file_ids: Sequence[int] | None = None,
+        space: str | None = None,
     ) -> SearchResult:
+        """``space`` names the vector space of ``query_vector`` (see ``Embedder.space``)."""
         started = time.perf_counter()
         if mode not in MODES:
             raise UsageError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
@@ -167,7 +169,12 @@ class Searcher:
         vector: list[tuple[int, float]] = []
         if mode in ("lexical", "hybrid"):
             lexical = self.store.lexical(query_terms(query), pool, languages, file_ids)
-        if mode in ("vector", "hybrid") and query_vector is not None:
+        held = self.vectors.model_id if space is not None else None
+        if held is not None and held != space:
+            # The model changed and the index is not re-embedded yet: vectors of
+            # two models never meet, so until then only words can answer.
+            notes.append(f"the index holds vectors of {held}, not {space}: words only for now")
+        elif mode in ("vector", "hybrid") and query_vector is not None:
             vector = self.vectors.nearest(query_vector, pool, languages, file_ids)
         if mode == "hybrid" and query_vector is None:
             notes.append("no embedding model loaded: lexical results only")

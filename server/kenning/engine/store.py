@@ -23,10 +23,11 @@ from typing import Any
 import apsw
 import sqlite_vec
 
+from kenning.engine.home import sqlite_problem
 from kenning.engine.migrations import MIGRATIONS, SCHEMA_VERSION
 from kenning.engine.text import fts_symbol, fts_text
 from kenning.engine.types import Chunk
-from kenning.errors import IndexBusyError, IndexCorruptError
+from kenning.errors import HomeError, IndexBusyError, IndexCorruptError
 
 BUSY_TIMEOUT_MS = 10_000
 # Chunks that lexical search may rank for one query before dropping common terms.
@@ -78,6 +79,8 @@ _CHUNK_COLS = (
 
 def _connect(path: Path) -> apsw.Connection:
     try:
+        if path.is_dir():
+            raise IndexCorruptError(f"{path}: the index is damaged (a folder stands in its place)")
         conn = apsw.Connection(str(path))
         conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         conn.enable_load_extension(True)
@@ -90,6 +93,10 @@ def _connect(path: Path) -> apsw.Connection:
         conn.execute("PRAGMA temp_store = MEMORY")
     except (apsw.CorruptError, apsw.NotADBError) as exc:
         raise IndexCorruptError(f"{path}: the index is damaged ({exc})") from None
+    except apsw.CantOpenError as exc:
+        raise HomeError(
+            f"cannot open the index {path} ({exc}); is KENNING_HOME writable?"
+        ) from None
     return conn
 
 
@@ -112,6 +119,9 @@ class Store:
         self._df_total = 0
         # Champion lists by stem: (when computed, [(chunk id, bm25)]).
         self._champions: dict[str, tuple[float, list[tuple[int, float]]]] = {}
+        problem = sqlite_problem(path)
+        if problem is not None:
+            raise IndexCorruptError(f"{path}: the index is damaged ({problem})")
         self.conn = _connect(path)
         try:
             mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()

@@ -41,6 +41,7 @@ import os
 import re
 import threading
 import time
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,8 +52,9 @@ import numpy as np
 import xxhash
 
 from kenning.config import kenning_home
+from kenning.engine.home import owned_dir, repair, slot_problem
 from kenning.engine.languages import LANGUAGE_ALIASES
-from kenning.errors import UsageError
+from kenning.errors import KenningError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -932,7 +934,9 @@ class TemplateLibrary:
                     return self._index
                 if model_id not in self._disk_loaded:
                     self._disk_loaded.add(model_id)
-                    self._vectors.update(self._read_disk_cache(model_id))
+                    self._vectors.update(
+                        self._read_disk_cache(model_id, int(getattr(embedder, "dims", 0)))
+                    )
                 entries = list(self._entries.values())
                 missing = [e for e in entries if (model_id, e.digest) not in self._vectors]
                 generation = self._generation
@@ -988,18 +992,28 @@ class TemplateLibrary:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", model_id) or "model"
         return self.cache_dir / f"{safe}.npz"
 
-    def _read_disk_cache(self, model_id: str) -> dict[tuple[str, str], np.ndarray]:
+    def _read_disk_cache(self, model_id: str, dims: int) -> dict[tuple[str, str], np.ndarray]:
         path = self._cache_file(model_id)
-        if path is None or not path.is_file():
+        if path is None:
             return {}
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                digests = [str(d) for d in data["digests"]]
-                counts = [int(c) for c in data["counts"]]
-                matrix = np.asarray(data["vectors"], dtype=np.float32)
-        except (OSError, KeyError, ValueError) as exc:
+        problem = slot_problem(path)
+        if problem is None:
+            if not path.is_file():
+                return {}
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    digests = [str(d) for d in data["digests"]]
+                    counts = [int(c) for c in data["counts"]]
+                    matrix = np.asarray(data["vectors"], dtype=np.float32)
+            except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                problem = str(exc) or type(exc).__name__
+        if problem is not None:
             # Derived data only: recompute rather than fail.
-            log.info("ignoring unreadable template vector cache %s: %s", path, exc)
+            repair(path, f"{path}: the template vector cache is damaged ({problem})")
+            return {}
+        if matrix.ndim != 2 or (dims and matrix.shape[1] != dims):
+            # Vectors of a model that went by this id before (a folder model
+            # replaced in place): embed again, and the next write replaces them.
             return {}
         out: dict[tuple[str, str], np.ndarray] = {}
         row = 0
@@ -1018,7 +1032,7 @@ class TemplateLibrary:
         if not kept:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            owned_dir(path.parent)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             with open(tmp, "wb") as fh:
                 np.savez(
@@ -1028,15 +1042,16 @@ class TemplateLibrary:
                     vectors=np.vstack([v for _, v in kept]).astype(np.float32),
                 )
             os.replace(tmp, path)
-        except OSError as exc:
+        except (OSError, KenningError) as exc:
             log.warning("cannot write template vector cache %s: %s", path, exc)
 
     def _query(self, kind: str, text: str) -> tuple[np.ndarray | None, frozenset[str]]:
         """The vector and tokens of a chunk or query, cached: the editor asks again and
         again about the chunk under the cursor."""
         embedder = self.embedder
-        model_id = embedder.model_id if embedder is not None else ""
-        key = (f"{kind}:{model_id}", text)
+        # By vector space, not model id: int8 and fp32 vectors of one model differ.
+        space = getattr(embedder, "space", embedder.model_id) if embedder is not None else ""
+        key = (f"{kind}:{space}", text)
         with self._lock:
             hit = self._query_cache.get(key)
             if hit is not None:

@@ -12,15 +12,21 @@ memory, and rescores exactly in SQL.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import apsw
 import numpy as np
 
+from kenning.engine.home import SQLITE_COMPANIONS, open_owned, repair, sqlite_problem
 from kenning.engine.store import BUSY_TIMEOUT_MS, Store, json_ids, json_strs, transaction
+from kenning.errors import DamagedFileError, HomeError
+
+T = TypeVar("T")
 
 
 def quantize(vectors: np.ndarray) -> np.ndarray:
@@ -33,68 +39,145 @@ class EmbeddingCache:
 
     A second clone, a worktree or a branch switch re-embeds nothing seen
     before. Lives in its own database so indexes can be deleted freely.
+    Being a cache, it is never worth an error: a damaged one (found on open,
+    or by a read or write later) is moved aside and started anew, and the
+    vectors it held are embedded again as they are needed.
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self.conn = apsw.Connection(str(path))
-        self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS cache(model TEXT NOT NULL, digest TEXT NOT NULL,"
-            " vec BLOB NOT NULL, PRIMARY KEY(model, digest)) WITHOUT ROWID"
-        )
+        self.conn, self.rebuilt = open_owned(path, _open_cache)
+        self._inode = _inode(path)
+
+    def _run(self, work: Callable[[apsw.Connection], T]) -> T:
+        """``work(connection)`` under the lock; on damage, repair and try once more."""
+        with self._lock:
+            try:
+                return work(self.conn)
+            except (apsw.CorruptError, apsw.NotADBError) as exc:
+                with contextlib.suppress(apsw.Error):
+                    self.conn.close()
+                # Another process may have repaired it already: then its new
+                # file is in place, and it is not ours to move.
+                if _inode(self.path) == self._inode:
+                    repair(
+                        self.path,
+                        f"{self.path}: the embedding cache is damaged ({exc})",
+                        SQLITE_COMPANIONS,
+                    )
+                self.conn, _ = open_owned(self.path, _open_cache)
+                self._inode = _inode(self.path)
+                self.rebuilt = True
+                return work(self.conn)
 
     def get_many(self, model: str, digests: Sequence[str]) -> dict[str, bytes]:
         if not digests:
             return {}
-        with self._lock:
-            rows = self.conn.execute(
+
+        def work(conn: apsw.Connection) -> dict[str, bytes]:
+            rows = conn.execute(
                 "SELECT digest, vec FROM cache WHERE model = ? AND digest IN"
                 " (SELECT value FROM json_each(?))",
                 (model, json_strs(digests)),
             )
             return {r[0]: r[1] for r in rows}
 
+        return self._run(work)
+
     def put_many(self, model: str, items: Sequence[tuple[str, bytes]]) -> None:
         if not items:
             return
-        with self._lock, transaction(self.conn):
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO cache(model, digest, vec) VALUES (?, ?, ?)",
-                ((model, d, v) for d, v in items),
-            )
+
+        def work(conn: apsw.Connection) -> None:
+            with transaction(conn):
+                conn.executemany(
+                    "INSERT OR REPLACE INTO cache(model, digest, vec) VALUES (?, ?, ?)",
+                    ((model, d, v) for d, v in items),
+                )
+
+        self._run(work)
 
     def count(self, model: str | None = None) -> int:
-        with self._lock:
-            if model is None:
-                return int(self.conn.execute("SELECT count(*) FROM cache").fetchone()[0])
-            return int(
-                self.conn.execute(
-                    "SELECT count(*) FROM cache WHERE model = ?", (model,)
-                ).fetchone()[0]
+        if model is None:
+            return self._run(
+                lambda conn: int(conn.execute("SELECT count(*) FROM cache").fetchone()[0])
             )
+        return self._run(
+            lambda conn: int(
+                conn.execute("SELECT count(*) FROM cache WHERE model = ?", (model,)).fetchone()[0]
+            )
+        )
 
     def close(self) -> None:
         with self._lock:
             self.conn.close()
 
 
+def _open_cache(path: Path) -> apsw.Connection:
+    """A connection to the cache at ``path``; DamagedFileError when it is damaged."""
+    problem = sqlite_problem(path)
+    if problem is not None:
+        raise DamagedFileError(f"{path}: the embedding cache is damaged ({problem})")
+    try:
+        conn = apsw.Connection(str(path))
+    except apsw.CantOpenError as exc:
+        raise HomeError(f"cannot open the embedding cache {path} ({exc})") from None
+    try:
+        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS cache(model TEXT NOT NULL, digest TEXT NOT NULL,"
+            " vec BLOB NOT NULL, PRIMARY KEY(model, digest)) WITHOUT ROWID"
+        )
+    except (apsw.CorruptError, apsw.NotADBError) as exc:
+        conn.close()
+        raise DamagedFileError(f"{path}: the embedding cache is damaged ({exc})") from None
+    return conn
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 @dataclass
 class _Coarse:
+    """The sign bits of one epoch's vectors, held in memory.
+
+    It starts empty and grows by appends. Its row width is that of the
+    epoch's model (``dims``, from the same snapshot as ``epoch``), or of the
+    first row appended when the index names no model yet; a row of another
+    width (written by a process that had not seen a model change) is never
+    appended, so every row can be compared with a query of this width.
+    """
+
     epoch: str | None
-    generation: str | None
-    seq: int  # highest vectors.seq loaded
-    tomb_seq: int  # highest vector_tombstones.seq applied
-    ids: np.ndarray  # int64 chunk ids; -1 marks a removed row
-    bits: np.ndarray  # (n, words) uint64
-    languages: np.ndarray  # int32 codes into language_names
-    file_ids: np.ndarray  # int64
-    language_names: list[str]
-    codes: dict[str, int]
+    dims: int | None  # the float vectors' length; None until a model is set
+    generation: str | None = None
+    seq: int = 0  # highest vectors.seq seen
+    tomb_seq: int = 0  # highest vector_tombstones.seq applied
+    width: int | None = None  # bytes of sign bits per row
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # -1: removed
+    bits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))
+    languages: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    file_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    language_names: list[str] = field(default_factory=list)
+    codes: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dims is not None:
+            self.width = (self.dims + 7) // 8
+            self.bits = np.zeros((0, _words(self.width)), np.uint64)
+
+
+def _words(width: int) -> int:
+    """64-bit words that hold ``width`` bytes of sign bits."""
+    return (width + 7) // 8
 
 
 # Rows of tombstones kept for readers that lag behind; one further behind reloads.
@@ -151,12 +234,24 @@ class VectorIndex:
             .fetchone()[0]
         )
 
-    def write(self, ids: Sequence[int], vectors: np.ndarray) -> int:
-        """Store vectors for chunk ids (rows of ``vectors``); chunks gone meanwhile are skipped."""
+    def write(self, ids: Sequence[int], vectors: np.ndarray, space: str | None = None) -> int:
+        """Store vectors for chunk ids (rows of ``vectors``); chunks gone meanwhile are skipped.
+
+        With ``space``, nothing is written unless the index still holds that
+        model's vectors: another process may have switched it to another model
+        since this one read its pending chunks.
+        """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         bits = quantize(vectors)
         written = 0
         with self.store.write() as db:
+            if space is not None:
+                model, dims = db.execute(
+                    "SELECT (SELECT value FROM meta WHERE key = 'vector_model'),"
+                    " (SELECT value FROM meta WHERE key = 'vector_dims')"
+                ).fetchone() or (None, None)
+                if model != space or dims != str(vectors.shape[1]):
+                    return 0
             for i, chunk_id in enumerate(ids):
                 # The chunk may have been replaced by a newer edit since it was read.
                 db.execute(
@@ -209,8 +304,15 @@ class VectorIndex:
     def _append(self, coarse: _Coarse, rows: list[tuple[int, int, bytes, str, int]]) -> None:
         if not rows:
             return
+        coarse.seq = max(coarse.seq, rows[-1][0])
+        if coarse.width is None:
+            coarse.width = len(rows[0][2])
+            coarse.bits = np.zeros((0, _words(coarse.width)), np.uint64)
+        width = coarse.width
+        rows = [r for r in rows if len(r[2]) == width]
+        if not rows:
+            return
         n = len(rows)
-        width = len(rows[0][2])
         raw = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.uint8).reshape(n, width)
         pad = (-width) % 8
         if pad:
@@ -233,7 +335,6 @@ class VectorIndex:
         coarse.file_ids = np.concatenate(
             [coarse.file_ids, np.fromiter((r[4] for r in rows), dtype=np.int64, count=n)]
         )
-        coarse.seq = max(coarse.seq, rows[-1][0])
 
     def _load(self) -> _Coarse:
         """The coarse index, brought up to date with what other writers committed."""
@@ -243,32 +344,21 @@ class VectorIndex:
             if coarse is not None and coarse.generation == generation:
                 return coarse
             db = self.store.reader()
-            epoch = self.store.get_meta("vector_epoch")
+            # One statement, so the epoch and its model's dims come from one snapshot.
+            epoch, dims = db.execute(
+                "SELECT (SELECT value FROM meta WHERE key = 'vector_epoch'),"
+                " (SELECT value FROM meta WHERE key = 'vector_dims')"
+            ).fetchone() or (None, None)
             floor = db.execute("SELECT min(seq) FROM vector_tombstones").fetchone()[0]
             if (
                 coarse is None
                 or coarse.epoch != epoch
                 or (floor is not None and floor > coarse.tomb_seq + 1)
             ):
-                coarse = _Coarse(
-                    epoch,
-                    None,
-                    0,
-                    0,
-                    np.zeros(0, np.int64),
-                    np.zeros((0, 1), np.uint64),
-                    np.zeros(0, np.int32),
-                    np.zeros(0, np.int64),
-                    [],
-                    {},
-                )
+                coarse = _Coarse(epoch, int(dims) if dims else None)
                 top = db.execute("SELECT max(seq) FROM vector_tombstones").fetchone()[0]
                 coarse.tomb_seq = int(top or 0)
-                rows = self._rows(0)
-                if rows:
-                    width = (len(rows[0][2]) + 7) // 8
-                    coarse.bits = np.zeros((0, width), np.uint64)
-                self._append(coarse, rows)
+                self._append(coarse, self._rows(0))
             else:
                 gone = db.execute(
                     "SELECT seq, chunk_id FROM vector_tombstones WHERE seq > ? ORDER BY seq",
@@ -299,7 +389,14 @@ class VectorIndex:
     ) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity) of the ``k`` nearest chunks, best first."""
         coarse = self._load()
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
         if len(coarse.ids) == 0 or k <= 0:
+            return []
+        if (coarse.dims is not None and len(query) != coarse.dims) or (
+            coarse.width is not None and (len(query) + 7) // 8 != coarse.width
+        ):
+            # A query from another model than the index's vectors (the model
+            # changed and the index is not re-embedded yet): nothing compares.
             return []
         mask = coarse.ids >= 0
         if languages:
@@ -329,7 +426,7 @@ class VectorIndex:
             "SELECT chunk_id, 1.0 - vec_distance_cosine(vec, ?) AS sim FROM vectors"
             " WHERE chunk_id IN (SELECT value FROM json_each(?)) ORDER BY sim DESC LIMIT ?",
             (
-                np.ascontiguousarray(query, dtype=np.float32).tobytes(),
+                query.tobytes(),
                 json_ids(chosen.tolist()),
                 k,
             ),

@@ -15,7 +15,6 @@ import logging
 import multiprocessing
 import os
 import re
-import shutil
 import threading
 import time
 from collections import deque
@@ -33,6 +32,7 @@ import xxhash
 from kenning.config import Settings, kenning_home
 from kenning.engine.chunking import Prepared, prepare_args, prepare_file, prepare_text, watch_parent
 from kenning.engine.embedder import Embedder, model_of_space, precision_of
+from kenning.engine.home import check_home, open_owned
 from kenning.engine.languages import language_filter
 from kenning.engine.scan import (
     CONTENT_RULES,
@@ -47,7 +47,6 @@ from kenning.engine.store import ChunkRow, FileRow, Store
 from kenning.engine.templates import TemplateLibrary, TemplateMatch
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.errors import (
-    IndexCorruptError,
     LocationError,
     NeedsEmbeddingsError,
     UsageError,
@@ -146,16 +145,7 @@ def index_path(root: Path, home: Path | None = None) -> Path:
 
 def open_store(path: Path) -> tuple[Store, bool]:
     """Open the index at ``path``; a damaged one is moved aside and rebuilt."""
-    try:
-        return Store(path), False
-    except IndexCorruptError as exc:
-        log.warning("%s; moving it aside and rebuilding", exc)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for suffix in ("", "-wal", "-shm"):
-            p = Path(str(path) + suffix)
-            if p.exists():
-                shutil.move(str(p), str(p) + f".corrupt-{stamp}")
-        return Store(path), True
+    return open_owned(path, Store)
 
 
 def _worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -201,6 +191,7 @@ class Index:
             include=self.settings.include,
             max_file_bytes=self.settings.index.max_file_bytes,
         )
+        check_home(self.home)
         self.store, self.rebuilt = open_store(index_path(self.root, self.home))
         self.vectors = VectorIndex(self.store)
         self.searcher = Searcher(self.store, self.vectors)
@@ -595,7 +586,14 @@ class Index:
             if not batch:
                 break
             digests = list({d for _, d, _ in batch})
-            found = self.cache.get_many(embedder.space, digests)
+            width = 4 * embedder.dims
+            # A cached vector of another length was made by another model that
+            # went by the same id (a folder model replaced in place): embed again.
+            found = {
+                d: v
+                for d, v in self.cache.get_many(embedder.space, digests).items()
+                if len(v) == width
+            }
             missing = {d: t for _, d, t in batch if d not in found}
             if missing:
                 vecs = embedder.embed_documents(list(missing.values()))
@@ -604,7 +602,17 @@ class Index:
                 found.update(fresh)
             ids = [cid for cid, _, _ in batch]
             matrix = np.stack([np.frombuffer(found[d], dtype=np.float32) for _, d, _ in batch])
-            self.vectors.write(ids, matrix)
+            if not self.vectors.write(ids, matrix, embedder.space) and (
+                self.vectors.model_id != embedder.space
+            ):
+                # Another process switched the index to another model meanwhile:
+                # its vectors stay; taking the index back would only start a tug of war.
+                log.info(
+                    "%s: another process re-embeds this index with %s; stopping",
+                    self.root,
+                    self.vectors.model_id,
+                )
+                break
             report.embedded += len(missing)
             report.cached += len(batch) - len(missing)
             done += len(batch)
@@ -658,10 +666,13 @@ class Index:
         languages = language_filter(languages) if languages else None
         file_ids = self.file_ids_for_globs(globs) if globs else None
         query_vector = None
+        space = None
         started = time.perf_counter()
-        if mode in ("vector", "hybrid") and self.embedder is not None:
-            query_vector = self.embedder.embed_query(query)
-        result = self.searcher.search(query, query_vector, k, mode, languages, file_ids)
+        embedder = self.embedder
+        if mode in ("vector", "hybrid") and embedder is not None:
+            query_vector = embedder.embed_query(query)
+            space = embedder.space
+        result = self.searcher.search(query, query_vector, k, mode, languages, file_ids, space)
         result.took_ms = (time.perf_counter() - started) * 1000
         for hit in result.results:
             hit.root = str(self.root)
@@ -698,7 +709,13 @@ class Index:
             vector = None
         if vector is None:
             vector = self.embedder.embed_documents([text])[0]
-        nearest = self.vectors.nearest(vector, k, exclude=exclude)
+        held = self.vectors.model_id
+        # Vectors of another model (not re-embedded yet) are not comparable with this one.
+        nearest = (
+            self.vectors.nearest(vector, k, exclude=exclude)
+            if held in (None, self.embedder.space)
+            else []
+        )
         rows = self.store.chunk_rows([cid for cid, _ in nearest])
         hits = [
             to_hit(rows[cid], max(0.0, sim), {"similarity": round(sim, 4)})
@@ -771,8 +788,8 @@ class Index:
     def status(self, skipped_files: bool = False) -> dict[str, Any]:
         """What the index holds and how it performs; ``skipped_files`` lists every skip."""
         counts = self.store.counts()
-        last = json.loads(self.store.get_meta("last_refresh") or "null")
-        skipped = json.loads(self.store.get_meta("skip_reasons") or "{}")
+        last = self._meta_json("last_refresh", dict)
+        skipped = self._meta_json("skip_reasons", dict) or {}
         cache_hits = last.get("cached", 0) if last else 0
         cache_total = cache_hits + (last.get("embedded", 0) if last else 0)
         lat = sorted(self._latencies)
@@ -796,7 +813,7 @@ class Index:
             "last_refresh": last,
             "metrics": {
                 "index_bytes": self.store.size_bytes(),
-                "embedding": json.loads(self.store.get_meta("embed_rate") or "null"),
+                "embedding": self._meta_json("embed_rate", dict),
                 "cache_hit_rate": round(cache_hits / cache_total, 4) if cache_total else None,
                 "queries": len(lat),
                 "query_ms_p50": _percentile(lat, 50),
@@ -867,6 +884,18 @@ class Index:
             if e["detail"] is None:
                 del e["detail"]
         return entries
+
+    def _meta_json(self, key: str, kind: type) -> Any:
+        """A JSON value kept in the index's meta table; None when absent or unreadable.
+
+        These are metrics, remade by the next refresh or search: a garbled one
+        must not cost the status report.
+        """
+        try:
+            value = json.loads(self.store.get_meta(key) or "null")
+        except ValueError:
+            return None
+        return value if isinstance(value, kind) else None
 
     def _load_latencies(self) -> list[float]:
         try:

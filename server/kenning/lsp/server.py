@@ -23,6 +23,8 @@ import contextlib
 import logging
 import logging.handlers
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,8 +39,9 @@ from pygls.lsp.server import LanguageServer
 from kenning import __version__
 from kenning.config import Settings, kenning_home, parse_settings
 from kenning.engine.embedder import Embedder, default_threads
+from kenning.engine.home import check_home, owned_dir, repair, slot_problem
 from kenning.engine.workspace import Index, IndexReport
-from kenning.errors import KenningError, LocationError, ModelError, UsageError
+from kenning.errors import HomeError, KenningError, LocationError, ModelError, UsageError
 from kenning.lsp.convert import uri_to_path
 from kenning.lsp.progress import IndexProgress
 from kenning.lsp.transport import KenningProtocol, serve_stdio, serve_tcp
@@ -157,6 +160,8 @@ class KenningServer(LanguageServer):
         self.initial_roots: list[Path] = []
         # Refreshes started and not finished (status reports the server busy meanwhile).
         self.refreshing = 0
+        # Messages for the user found before the client connected, shown once it has.
+        self.notes: list[str] = []
         # Filled in by the feature modules when they register.
         self.sync: Any = None
         self.watching: Any = None
@@ -273,9 +278,10 @@ class KenningServer(LanguageServer):
             self.show_warning(f"kenning: {exc}")
             raise
         if index.rebuilt:
-            msg = f"kenning: the index of {root} was damaged; it has been moved aside and rebuilt"
-            log.warning(msg)
-            self.show_warning(msg)
+            # The engine logged the details; the editor shows one message too.
+            self.show_warning(
+                f"kenning: the index of {root} was damaged; it has been moved aside and rebuilt"
+            )
         log.info("opened the index of %s at %s", root, index.store.path)
         return index
 
@@ -417,6 +423,8 @@ class KenningServer(LanguageServer):
                     log.info("indexing %s was cancelled", folder.root)
                 elif isinstance(result, BaseException):
                     log.warning("indexing %s failed: %s", folder.root, result)
+                    # Searches still answer from what the index holds; say why it is behind.
+                    self.show_warning(f"kenning: indexing {folder.root} failed: {result}")
                 else:
                     reports.append(result)
         except asyncio.CancelledError:
@@ -555,25 +563,28 @@ def setup_logging(
     stderr = logging.StreamHandler()
     stderr.setLevel(logging.WARNING)
     stderr.setFormatter(logging.Formatter("kenning: %(message)s"))
-    handlers: list[logging.Handler] = [stderr]
+    stderr.addFilter(_DropUserErrors())
+    # First, so that a repair of the log file's own place is reported.
+    root.addHandler(stderr)
     path: Path | None = log_file()
     try:
         assert path is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        owned_dir(path.parent)
+        problem = slot_problem(path)
+        if problem is not None:
+            repair(path, f"{path}: the log file is damaged ({problem})")
         file = logging.handlers.RotatingFileHandler(
             path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
         )
         file.setFormatter(fmt)
         file.setLevel(logging.DEBUG if verbose else logging.INFO)
-        handlers.append(file)
-    except OSError as exc:
+        file.addFilter(_DropUserErrors())
+        root.addHandler(file)
+    except (OSError, KenningError) as exc:
         path = None
         root.warning("cannot write the log file: %s", exc)
     client = LspLogHandler(server)
     client.setFormatter(logging.Formatter("%(message)s"))
-    for h in handlers:
-        h.addFilter(_DropUserErrors())
-        root.addHandler(h)
     kenning = logging.getLogger("kenning")
     kenning.setLevel(logging.DEBUG if verbose else logging.INFO)
     kenning.addHandler(client)
@@ -593,15 +604,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs in the log file")
 
 
+def usable_home() -> tuple[Path | None, str | None]:
+    """Make sure KENNING_HOME can be used, or point it at a folder for this session.
+
+    An editor cannot fix its server's environment as a shell user can, and a
+    server without a home could not index at all: so it indexes into a
+    temporary folder, removed when it exits, and says so. Returns that
+    folder (None when the home is fine) and the message to show.
+    """
+    try:
+        check_home()
+    except HomeError as exc:
+        temp = Path(tempfile.mkdtemp(prefix="kenning-home-"))
+        os.environ["KENNING_HOME"] = str(temp)
+        return temp, (
+            f"kenning: {exc}. Until then this session keeps its indexes in {temp}, "
+            "removed when it ends."
+        )
+    return None, None
+
+
 def run(args: argparse.Namespace) -> int:
+    temp_home, note = usable_home()
     path, client_log = setup_logging(getattr(args, "verbose", False))
     log.info("kenning %s language server (pid %d), log file %s", __version__, os.getpid(), path)
+    if note is not None:
+        log.warning("%s", note)
 
     def new_server() -> KenningServer:
         server = create_server()
         client_log.server = server
+        if note is not None:
+            server.notes.append(note)
         return server
 
-    if args.tcp:
-        return serve_tcp(new_server, args.host, args.port)
-    return serve_stdio(new_server())
+    try:
+        if args.tcp:
+            return serve_tcp(new_server, args.host, args.port)
+        return serve_stdio(new_server())
+    finally:
+        if temp_home is not None:
+            shutil.rmtree(temp_home, ignore_errors=True)

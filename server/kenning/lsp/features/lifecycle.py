@@ -55,6 +55,8 @@ def initialize(ls: KenningServer, params: lsp.InitializeParams) -> None:
 
 @guard.notification("initialized")
 async def initialized(ls: KenningServer, params: lsp.InitializedParams) -> None:
+    for note in ls.notes:
+        ls.show_warning(note)
     for root in ls.initial_roots:
         ls.add_folder(root)
     if ls.folders:
