@@ -7,6 +7,7 @@ import shutil
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -367,3 +368,34 @@ def test_broken_files_are_model_errors(tmp_path: Path, resolved: models.Resolved
     (folder / "tokenizer.json").write_text("{not json")
     with pytest.raises(ModelError, match="tokenizers JSON"):
         models.load_embedder(str(folder), device="cpu")
+
+
+def test_a_query_does_not_wait_behind_a_document_batch(resolved: models.ResolvedModel) -> None:
+    # A search made while a first index embeds must not queue behind the batch
+    # in flight: the document run here is held until the query has come back.
+    emb = OnnxEmbedder(resolved, device="cpu", threads=1)
+    real = emb.load()._session
+    inside, release = threading.Event(), threading.Event()
+
+    class Held:
+        def run(self, names: Any, feed: dict[str, np.ndarray]) -> Any:
+            if feed["input_ids"].shape[1] > 40:  # the long document, not the query
+                inside.set()
+                release.wait(30)
+            return real.run(names, feed)
+
+    emb._session = Held()
+    docs = threading.Thread(target=emb.embed_documents, args=([JSON_CODE * 3],))
+    docs.start()
+    try:
+        assert inside.wait(30)
+        got: list[np.ndarray] = []
+        query = threading.Thread(target=lambda: got.append(emb.embed_query("read a json file")))
+        query.start()
+        query.join(20)
+        assert got, "the query waited for the document batch"
+        assert got[0].shape == (emb.dims,)
+    finally:
+        release.set()
+        docs.join(30)
+    assert emb.stats.snapshot()["texts"] == 1  # the document; queries are not indexing work

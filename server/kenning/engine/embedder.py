@@ -1,9 +1,10 @@
 """Text to vectors: the Embedder protocol and its ONNX Runtime implementation.
 
 The index pipeline calls an embedder from its own executor, never from the
-editor's thread. :class:`OnnxEmbedder` is safe to call from any thread; calls
-are serialised by a lock, since two concurrent runs would only fight over the
-same capped set of cores.
+editor's thread. :class:`OnnxEmbedder` is safe to call from any thread; document
+batches are serialised by a lock, since two concurrent ones would only fight
+over the same capped set of cores. A query (one short text) does not wait
+behind a batch: it runs beside it.
 
 On the CPU, speed comes from running one text per model run on each of the
 capped cores at once (a small transformer keeps one core busy far better than
@@ -269,6 +270,9 @@ class OnnxEmbedder:
         return self
 
     def _ensure_session(self) -> Any:
+        session = self._session
+        if session is not None:
+            return session  # without the lock, which a document batch may hold
         with self._lock:
             if self._session is None:
                 self._session = self._create_session()
@@ -392,39 +396,50 @@ class OnnxEmbedder:
         return self._embed(texts, self.model.card.document_prefix)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._embed([text], self.model.card.query_prefix)[0]
+        # Not behind the lock that serialises document batches: a search made
+        # while an index embeds would wait for the whole batch in flight (up to
+        # seconds on a first index). ONNX Runtime sessions run concurrently.
+        session = self._ensure_session()
+        return self._embed_with(session, [text], self.model.card.query_prefix, count=False)[0]
 
     def _embed(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("embed_documents takes a sequence of texts, not one string")
         with self._lock:
-            session = self._ensure_session()
-            start = time.perf_counter()
-            if not texts:
-                return np.zeros((0, self.dims), dtype=np.float32)
-            groups = self._encode([prefix + t for t in texts] if prefix else list(texts))
-            flat = [(i, e) for i, g in enumerate(groups) for e in g]
-            order = sorted(range(len(flat)), key=lambda k: len(flat[k][1].ids))
-            if self._batched:
-                batches = self._batches(order, [len(e.ids) for _, e in flat])
-            else:
-                # Longest first, so no core is left with a long text at the end.
-                batches = [[k] for k in reversed(order)]
-            groups_of = [[flat[k][1] for k in batch] for batch in batches]
-            if self._pool is not None and len(batches) > 1:
-                outs = list(self._pool.map(lambda encs: self._run(session, encs), groups_of))
-            else:
-                outs = [self._run(session, encs) for encs in groups_of]
-            vectors = np.empty((len(flat), outs[0].shape[1]), dtype=np.float32)
-            tokens = padded = 0
-            for batch, encs, out in zip(batches, groups_of, outs, strict=True):
-                vectors[batch] = out
-                tokens += sum(len(e.ids) for e in encs)
-                padded += len(encs) * max(len(e.ids) for e in encs)
-            if len(flat) != len(texts):
-                vectors = self._merge_windows(vectors, flat, len(texts))
+            return self._embed_with(self._ensure_session(), texts, prefix, count=True)
+
+    def _embed_with(
+        self, session: Any, texts: Sequence[str], prefix: str, count: bool
+    ) -> np.ndarray:
+        """Vectors of ``texts``; ``count`` adds them to :attr:`stats` (documents only,
+        so a search made meanwhile does not blur the indexing rate)."""
+        start = time.perf_counter()
+        if not texts:
+            return np.zeros((0, self.dims), dtype=np.float32)
+        groups = self._encode([prefix + t for t in texts] if prefix else list(texts))
+        flat = [(i, e) for i, g in enumerate(groups) for e in g]
+        order = sorted(range(len(flat)), key=lambda k: len(flat[k][1].ids))
+        if self._batched:
+            batches = self._batches(order, [len(e.ids) for _, e in flat])
+        else:
+            # Longest first, so no core is left with a long text at the end.
+            batches = [[k] for k in reversed(order)]
+        groups_of = [[flat[k][1] for k in batch] for batch in batches]
+        if self._pool is not None and len(batches) > 1:
+            outs = list(self._pool.map(lambda encs: self._run(session, encs), groups_of))
+        else:
+            outs = [self._run(session, encs) for encs in groups_of]
+        vectors = np.empty((len(flat), outs[0].shape[1]), dtype=np.float32)
+        tokens = padded = 0
+        for batch, encs, out in zip(batches, groups_of, outs, strict=True):
+            vectors[batch] = out
+            tokens += sum(len(e.ids) for e in encs)
+            padded += len(encs) * max(len(e.ids) for e in encs)
+        if len(flat) != len(texts):
+            vectors = self._merge_windows(vectors, flat, len(texts))
+        if count:
             self.stats.add(len(texts), tokens, padded, len(batches), time.perf_counter() - start)
-            return vectors
+        return vectors
 
     def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:
         """Consecutive runs of ``order`` (ascending length) whose padded size fits the budget."""
