@@ -63,8 +63,8 @@ def kenning(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 
 
 def search(ws: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    # -q: warnings only on stderr, so a repair's warning is all there is to see.
-    return kenning("search", QUERY, "--json", "-q", "--path", str(ws), home=home)
+    # By default stderr holds warnings only, so a repair's warning is all there is to see.
+    return kenning("search", QUERY, "--json", "--path", str(ws), home=home)
 
 
 def search_a_clone(ws: Path, home: Path) -> subprocess.CompletedProcess[str]:
@@ -76,7 +76,7 @@ def search_a_clone(ws: Path, home: Path) -> subprocess.CompletedProcess[str]:
 
 def match(ws: Path, home: Path) -> subprocess.CompletedProcess[str]:
     return kenning(
-        "templates", "match", "src/config.py:5", "--json", "-q", "--path", str(ws), home=home
+        "templates", "match", "src/config.py:5", "--json", "--path", str(ws), home=home
     )
 
 
