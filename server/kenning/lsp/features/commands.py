@@ -119,6 +119,8 @@ def register(server: KenningServer) -> None:
             "pending": sum(r.pending for r in reports),
             "cancelled": any(r.cancelled for r in reports),
             "took_s": round(time.perf_counter() - started, 3),
+            # Another process was indexing (this server goes on when it is done).
+            "indexing_by": next((r.indexing_by for r in reports if r.indexing_by), None),
         }
 
     @server.command("kenning.status")
@@ -137,6 +139,7 @@ async def status(ls: KenningServer) -> dict[str, Any]:
         except KenningError as exc:
             folders.append({"root": str(folder.root), "error": str(exc)})
     ok = [f for f in folders if "error" not in f]
+    busy = next((f for f in ok if f.get("indexing_by")), None)
     embedder = ls.embedders.get_nowait()
     lat = [f["metrics"]["query_ms_p95"] for f in ok if f["metrics"].get("query_ms_p95")]
     return {
@@ -149,6 +152,8 @@ async def status(ls: KenningServer) -> dict[str, Any]:
         "device": embedder.device if embedder else None,
         "precision": precision_of(embedder),
         "model_error": ls.embedders.error,
+        # Another process running on a folder's index: {"pid", "command", "since", "root"}.
+        "indexing_by": dict(busy["indexing_by"], root=busy["root"]) if busy else None,
         "metrics": {
             "index_bytes": sum(f["metrics"]["index_bytes"] for f in ok),
             "queries": sum(f["metrics"]["queries"] for f in ok),
