@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,10 +29,23 @@ class FakeEmbedder:
     device = "cpu"
     max_tokens = 512
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0, log: str | None = None) -> None:
         self.calls = 0
         self.texts_embedded = 0
         self.stats = EmbedStats()
+        # For tests with several processes: seconds each text takes (so that a
+        # run lasts long enough to overlap or kill), and a file where every
+        # process appends "PID DIGEST" for each text it embeds.
+        self.delay_s = delay_s
+        self.log = log
+
+    @classmethod
+    def from_env(cls) -> FakeEmbedder:
+        """Configured by KENNING_FAKE_DELAY and KENNING_FAKE_LOG (subprocess tests)."""
+        return cls(
+            float(os.environ.get("KENNING_FAKE_DELAY") or 0.0),
+            os.environ.get("KENNING_FAKE_LOG") or None,
+        )
 
     def _vec(self, text: str) -> np.ndarray:
         v = np.zeros(self.dims, dtype=np.float32)
@@ -46,6 +61,17 @@ class FakeEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         self.calls += 1
         self.texts_embedded += len(texts)
+        if self.delay_s:
+            time.sleep(self.delay_s * len(texts))
+        if self.log and texts:
+            pid = os.getpid()
+            lines = "".join(f"{pid} {xxhash.xxh3_64_hexdigest(t.encode())}\n" for t in texts)
+            # One O_APPEND write per batch: lines of several processes never mix.
+            fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, lines.encode())
+            finally:
+                os.close(fd)
         self.stats.add(len(texts), sum(self.count_tokens(texts)), 0, 1, 1e-6 * len(texts))
         return (
             np.stack([self._vec(t) for t in texts])

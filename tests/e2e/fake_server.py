@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from conftest import FakeEmbedder
 from kenning.lsp import server
 
-server.EMBEDDER_FACTORY = lambda settings: FakeEmbedder()
+# KENNING_FAKE_DELAY and KENNING_FAKE_LOG slow it down and log what it embeds.
+server.EMBEDDER_FACTORY = lambda settings: FakeEmbedder.from_env()
 
 if __name__ == "__main__":
     sys.exit(server.main(sys.argv[1:]))
