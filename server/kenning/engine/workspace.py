@@ -558,6 +558,9 @@ class Index:
     def _write_buffer(
         self, rel: str, text: str, size: int, digest: str, mark: int, row: FileRow | None
     ) -> bool:
+        if not size:
+            # Like an empty file on disk, which a scan leaves out: no row at all.
+            return self._delete_files([rel]) > 0
         if row is None or row.hash != digest or row.skip_reason is not None:
             self._write_text(rel, text, size, mark, digest, None)
             return True
@@ -573,7 +576,7 @@ class Index:
         mark = self.owners.mark
         for rel, text in self._buffers.items():
             row = known.get(rel)
-            if row is not None and row.mtime_ns == mark:
+            if (row is None and not text) or (row is not None and row.mtime_ns == mark):
                 continue
             data = text.encode("utf-8", errors="replace")
             digest = xxhash.xxh3_64_hexdigest(data)
