@@ -198,3 +198,29 @@ def assert_complete_and_embedded_once_or_lost_in_the_kill(db: Path, log: Path) -
     counts = embed_log(log)
     assert set(counts) == chunk_text_hashes(db)
     assert sum(n - 1 for n in counts.values()) <= 64
+
+
+def test_processes_opening_a_new_index_at_once_all_succeed(tmp_path: Path) -> None:
+    # Two editor windows and a terminal on a workspace never indexed before:
+    # each creates the schema if it is not there yet, and only one does.
+    make_corpus(tmp_path / "ws", 3)
+    script = (
+        "import sys; from kenning.engine.workspace import Index; "
+        "ix = Index(sys.argv[1]); ix.refresh(embed=False); ix.close()"
+    )
+    for attempt in range(3):
+        home = tmp_path / f"home{attempt}"
+        e = dict(os.environ, KENNING_HOME=str(home))
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(tmp_path / "ws")],
+                env=e,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+        assert problems(index_path((tmp_path / "ws").resolve(), home)) == []
