@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -119,6 +121,23 @@ def test_prepare_text_of_any_buffer(name: str, text: str) -> None:
     prep = prepare_text(name, text, len(text), -1, "digest")
     assert prep.action == "write", prep.reason
     check_records(text, prep.records)
+
+
+def test_a_shell_script_that_crashes_the_bash_grammar_is_cut_into_windows() -> None:
+    # Found by the property above: `''{` and a character outside the BMP made
+    # tree-sitter-bash read out of bounds, killing the process about one parse in
+    # 150 (tree-sitter/tree-sitter-bash#337). A process of its own, parsing it
+    # a thousand times: a crash must not take the test run down with it.
+    script = (
+        "from kenning.engine.chunking import chunk_records\n"
+        "for _ in range(1000):\n"
+        "    chunks = chunk_records('run.sh', \"''{\\U000df29d\\necho {a,b} \\U0001f600\\n\")\n"
+        "assert [c[2] for c in chunks] == ['window'], chunks\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 # -- edit sequences ----------------------------------------------------------------
