@@ -101,13 +101,15 @@ async def test_edits_go_through_while_a_cli_index_runs_and_the_server_follows_it
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=dict(os.environ),
+        # Slower than the server: the run must outlast its start on a loaded machine.
+        env=dict(os.environ, KENNING_FAKE_DELAY="0.06"),
     )
     await wait_embedding(db)
     s = await start_session([ws], kenning_home, VSCODE)
     try:
 
         async def told() -> dict | None:
+            assert indexer.poll() is None, "the CLI run ended before the server asked"
             return (await s.command("kenning.status"))["indexing_by"]
 
         holder = await eventually(told, timeout=10)
