@@ -139,7 +139,8 @@ class Store:
                 continue
             with transaction(self.conn):
                 # Another process opening the same new index may have got here first.
-                if self.conn.execute("PRAGMA user_version").fetchone()[0] >= number:
+                now = self.conn.execute("PRAGMA user_version").fetchone()
+                if now is not None and now[0] >= number:
                     continue
                 self.conn.execute(sql)
                 self.conn.execute(f"PRAGMA user_version = {number}")
