@@ -22,7 +22,9 @@ def main(report_path: str) -> int:
     if bad:
         print(f"install guard: kenning's install would pull in {', '.join(bad)}", file=sys.stderr)
         return 1
-    print(f"install guard: {len(names)} packages, none of torch, triton, nvidia-*, sentence-transformers")
+    print(
+        f"install guard: {len(names)} packages, none of torch, triton, nvidia-*, sentence-transformers"
+    )
     return 0
 
 

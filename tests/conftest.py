@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 import time
@@ -28,16 +29,31 @@ class FakeEmbedder:
     device = "cpu"
     max_tokens = 512
 
-    def __init__(self, dims: int | None = None, delay_s: float = 0.0) -> None:
-        """``dims`` other than 64 names another model (the real one has 384);
-        ``delay_s`` per text makes embedding take a known, unhurried time."""
+    def __init__(
+        self, dims: int | None = None, delay_s: float = 0.0, log: str | None = None
+    ) -> None:
+        """``dims`` other than 64 names another model (the real one has 384)."""
         if dims is not None and dims != self.dims:
             self.dims = dims
             self.model_id = self.space = f"fake-bow-{dims}"
-        self.delay_s = delay_s
         self.calls = 0
         self.texts_embedded = 0
         self.stats = EmbedStats()
+        # For tests with several processes: seconds each text takes (so that a
+        # run lasts long enough to overlap or kill), and a file where every
+        # process appends "PID DIGEST" for each text it embeds.
+        self.delay_s = delay_s
+        self.log = log
+
+    @classmethod
+    def from_env(cls) -> FakeEmbedder:
+        """Configured by KENNING_FAKE_DIMS, KENNING_FAKE_DELAY and KENNING_FAKE_LOG
+        (subprocess tests)."""
+        return cls(
+            dims=int(os.environ.get("KENNING_FAKE_DIMS") or 0) or None,
+            delay_s=float(os.environ.get("KENNING_FAKE_DELAY") or 0.0),
+            log=os.environ.get("KENNING_FAKE_LOG") or None,
+        )
 
     def _vec(self, text: str) -> np.ndarray:
         v = np.zeros(self.dims, dtype=np.float32)
@@ -51,10 +67,19 @@ class FakeEmbedder:
         return v / n
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        if self.delay_s:
-            time.sleep(self.delay_s * len(texts))
         self.calls += 1
         self.texts_embedded += len(texts)
+        if self.delay_s:
+            time.sleep(self.delay_s * len(texts))
+        if self.log and texts:
+            pid = os.getpid()
+            lines = "".join(f"{pid} {xxhash.xxh3_64_hexdigest(t.encode())}\n" for t in texts)
+            # One O_APPEND write per batch: lines of several processes never mix.
+            fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, lines.encode())
+            finally:
+                os.close(fd)
         self.stats.add(len(texts), sum(self.count_tokens(texts)), 0, 1, 1e-6 * len(texts))
         return (
             np.stack([self._vec(t) for t in texts])

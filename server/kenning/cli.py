@@ -20,7 +20,8 @@ from typing import Any
 
 from kenning import __version__
 from kenning.config import Settings, parse_settings
-from kenning.errors import KenningError, UsageError
+from kenning.engine.locks import describe
+from kenning.errors import IndexBusyError, KenningError, UsageError
 
 log = logging.getLogger("kenning")
 
@@ -142,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument(
         "--no-embed", action="store_true", help="chunk and index words only; embed later"
+    )
+    p.add_argument(
+        "--wait",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="while another process indexes the workspace, wait this long for it "
+        "to finish (default 10), then exit 1",
     )
 
     p = sub.add_parser("search", help="search the workspace by meaning and words")
@@ -292,7 +301,13 @@ def _indexes(args: argparse.Namespace, embed: bool = True) -> Iterator[list[Any]
         for root in _roots(args):
             # A terminal run has the machine to itself: chunk on every core.
             # A damaged index is rebuilt; the engine says so in one warning line.
-            index = Index(root, settings, embedder=factory, workers=os.cpu_count() or 1)
+            index = Index(
+                root,
+                settings,
+                embedder=factory,
+                workers=os.cpu_count() or 1,
+                owner=f"kenning {args.command}",
+            )
             opened.append(index)
         yield opened
     finally:
@@ -347,12 +362,24 @@ class _ProgressBar:
 
 
 def _refresh(
-    indexes: list[Any], args: argparse.Namespace, embed: bool = True, budget: float | None = None
+    indexes: list[Any],
+    args: argparse.Namespace,
+    embed: bool = True,
+    budget: float | None = None,
+    wait: float = 0.0,
 ) -> list[Any]:
+    """Refresh every index. Where another process is indexing one, wait up to
+    ``wait`` seconds; then its report says so (``indexing_by``) and the
+    command goes on with what that process has committed."""
     reports = []
     with _ProgressBar(not args.quiet) as bar:
         for index in indexes:
-            reports.append(index.refresh(progress=bar.update, embed=embed, embed_budget_s=budget))
+            holder = index.indexing_by() if wait > 0 else None
+            if holder is not None:
+                log.info("waiting up to %gs: %s is indexing %s", wait, describe(holder), index.root)
+            reports.append(
+                index.refresh(progress=bar.update, embed=embed, embed_budget_s=budget, wait_s=wait)
+            )
     for report in reports:
         for err in report.errors[:20]:
             log.warning("skipped %s", err)
@@ -374,7 +401,13 @@ def _out(obj: Any) -> None:
 
 def cmd_index(args: argparse.Namespace) -> int:
     with _indexes(args, embed=not args.no_embed) as indexes:
-        reports = _refresh(indexes, args, embed=not args.no_embed)
+        reports = _refresh(indexes, args, embed=not args.no_embed, wait=args.wait)
+    for index, r in zip(indexes, reports, strict=True):
+        if r.indexing_by is not None:
+            raise IndexBusyError(
+                f"{index.root}: {describe(r.indexing_by)} is indexing it; it will finish "
+                "the job (see `kenning status`), or run this again when it is done"
+            )
     if args.json:
         if len(reports) == 1:
             _out(reports[0].to_json())
@@ -433,7 +466,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     with _indexes(args, embed=embed) as indexes:
         if not args.no_refresh:
             reports = _refresh(indexes, args, embed=embed, budget=args.max_wait)
-            pending = sum(r.pending for r in reports) if embed else 0
+            # Where another process is indexing, the search says so (a note) instead.
+            busy = any(r.indexing_by for r in reports)
+            pending = sum(r.pending for r in reports) if embed and not busy else 0
         results = [ix.search(query, args.k, args.mode, args.lang, args.glob) for ix in indexes]
     merged = _merge(results, args.k, query)
     if pending:
@@ -482,6 +517,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["skip_reasons"].items()))
         print(f"  skipped {s['skipped']}" + (f" ({reasons})" if reasons else ""))
+        if s.get("indexing_by"):
+            print(f"  being indexed now by {describe(s['indexing_by'])}")
         model = s["model"] or "-"
         if s["precision"]:
             model += f" ({s['precision']})"

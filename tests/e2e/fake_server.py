@@ -17,12 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from conftest import FakeEmbedder
 from kenning.lsp import server, transport
 
-# Tests may ask for the real model's width (384) and a known pace (seconds per
-# text), so that searches overlap a first index that takes a while to embed.
-_DIMS = int(os.environ.get("KENNING_TEST_EMBED_DIMS") or 0) or None
-_DELAY_S = float(os.environ.get("KENNING_TEST_EMBED_DELAY_S") or 0)
-
-server.EMBEDDER_FACTORY = lambda settings: FakeEmbedder(_DIMS, _DELAY_S)
+# KENNING_FAKE_DIMS, KENNING_FAKE_DELAY and KENNING_FAKE_LOG give it the real
+# model's width, a known pace and a log of what it embeds (see FakeEmbedder).
+server.EMBEDDER_FACTORY = lambda settings: FakeEmbedder.from_env()
 # The wire tests wait for a stalled message less long than an editor would.
 if os.environ.get("KENNING_TEST_STALL_S"):
     transport.STALL_S = float(os.environ["KENNING_TEST_STALL_S"])

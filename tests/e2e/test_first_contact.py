@@ -79,7 +79,7 @@ async def test_searches_from_the_first_moment_while_a_slow_first_index_embeds(
         [root],
         kenning_home,
         caps,
-        env={"KENNING_TEST_EMBED_DIMS": "384", "KENNING_TEST_EMBED_DELAY_S": "0.05"},
+        env={"KENNING_FAKE_DIMS": "384", "KENNING_FAKE_DELAY": "0.05"},
     )
     try:
         answers = await _search_through_first_index(s, timeout=120)

@@ -75,9 +75,7 @@ def search_a_clone(ws: Path, home: Path) -> subprocess.CompletedProcess[str]:
 
 
 def match(ws: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    return kenning(
-        "templates", "match", "src/config.py:5", "--json", "--path", str(ws), home=home
-    )
+    return kenning("templates", "match", "src/config.py:5", "--json", "--path", str(ws), home=home)
 
 
 def no_traceback(out: subprocess.CompletedProcess[str]) -> None:

@@ -433,3 +433,34 @@ def test_status_says_the_device_the_index_was_embedded_on(
         "fp32",
     )
     assert status["embedding_source"] == "index"
+
+
+def test_while_another_run_holds_the_index_a_refresh_does_nothing_and_says_who(
+    ws: Path, fake_embedder: FakeEmbedder
+) -> None:
+    # Two Index objects on one root take the run lock apart, as two processes do.
+    other = Index(ws, embedder=FakeEmbedder(), owner="kenning index")
+    other.refresh(embed=False)
+    index = Index(ws, embedder=fake_embedder, owner="language server")
+    assert other.run_lock.acquire()
+    report = index.refresh()
+    assert report.indexing_by is not None
+    assert report.indexing_by["pid"] == os.getpid()
+    assert report.indexing_by["command"] == "kenning index"
+    # Nothing was embedded; the counts are what the other run committed.
+    assert (report.embedded, report.files, report.pending) == (0, 4, report.chunks)
+    assert fake_embedder.texts_embedded == 0
+    assert index.embed_pending().indexing_by is not None
+    assert index.status()["indexing_by"]["command"] == "kenning index"
+    result = index.search("fetch url retries", mode="lexical")
+    assert result.results[0].symbol == "fetch_with_retries"
+    assert any("kenning index" in note for note in result.notes)
+
+    other.run_lock.release()
+    report = index.refresh()
+    assert report.indexing_by is None and report.pending == 0
+    assert report.embedded == report.chunks
+    assert index.status()["indexing_by"] is None
+    assert not index.search("fetch url retries", mode="lexical").notes
+    other.close()
+    index.close()

@@ -126,6 +126,17 @@ _CPP_HINTS = re.compile(
     re.M,
 )
 
+# tree-sitter-bash's scanner reads out of bounds (SIGSEGV on Linux, now and then)
+# on a `{` followed later by a character outside the BMP (4 UTF-8 bytes): upstream
+# tree-sitter/tree-sitter-bash#337, open. Such a file is cut into line windows.
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _bash_would_crash(text: str) -> bool:
+    brace = text.find("{")
+    return brace >= 0 and _ASTRAL.search(text, brace) is not None
+
+
 # A part of a class or function that holds only closers (`}`, `end`, `});`) joins the
 # chunk before it instead of becoming a chunk of its own.
 _TRIVIAL_LINE = re.compile(
@@ -193,6 +204,8 @@ def chunk_records(path: str, text: str, language: str | None = None) -> list[Chu
     if language == "c" and path.endswith(".h") and _CPP_HINTS.search(text, 0, 200_000):
         language = "cpp"
     spec = SPECS.get(language)
+    if spec is not None and spec.grammar == "bash" and _bash_would_crash(text):
+        spec = None
     try:
         if spec is not None:
             pieces = _Tree(spec, lines, cum).pieces(text)

@@ -148,6 +148,10 @@ class Store:
             if number <= version:
                 continue
             with transaction(self.conn):
+                # Another process opening the same new index may have got here first.
+                now = self.conn.execute("PRAGMA user_version").fetchone()
+                if now is not None and now[0] >= number:
+                    continue
                 self.conn.execute(sql)
                 self.conn.execute(f"PRAGMA user_version = {number}")
 
@@ -731,8 +735,14 @@ def transaction(conn: apsw.Connection) -> Iterator[apsw.Connection]:
     stopped meanwhile: the language server's request handlers, and the threads
     that carry results from the indexing workers (which then stalled on a full
     pipe). Statements run through ``execute`` release the GIL.
+
+    IMMEDIATE: the write lock is taken at the start, where SQLite's busy
+    timeout waits for another process's transaction to end. A deferred
+    transaction that reads first gets SQLITE_BUSY at once, with no wait, when
+    another process commits between its read and its first write: an editor's
+    small writes failed that way while a ``kenning index`` ran.
     """
-    conn.execute("BEGIN")
+    conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
         conn.execute("COMMIT")

@@ -34,6 +34,7 @@ from kenning.engine.chunking import Prepared, prepare_args, prepare_file, prepar
 from kenning.engine.embedder import Embedder, model_of_space, precision_of
 from kenning.engine.home import check_home, open_owned
 from kenning.engine.languages import language_filter
+from kenning.engine.locks import RunLock, buffer_owners, busy_note
 from kenning.engine.scan import (
     CONTENT_RULES,
     FileEntry,
@@ -66,8 +67,12 @@ EmbedderSource = Embedder | Callable[[], Embedder] | None
 
 # Small enough that a cancel (a newer edit) waits at most a second or two.
 EMBED_BATCH = 64
+# A batch of files is read and chunked first, then written in one transaction:
+# another process's small writes (an editor buffer) wait only for the writing.
 COMMIT_MAX_FILES = 200
 COMMIT_EVERY_S = 0.5
+# Files removed per transaction: a branch switch may remove thousands.
+DELETE_BATCH = 200
 # Worker processes pay for themselves (start-up, imports) only on big runs.
 PARALLEL_MIN_FILES = 256
 LATENCY_WINDOW = 500
@@ -115,6 +120,9 @@ class IndexReport:
     cancelled: bool = False
     # (path, why) of the files in ``errors``.
     failed: list[tuple[str, str]] = field(default_factory=list)
+    # Set when another process was running on the index, so this run did nothing:
+    # {"pid", "command", "since"} as that process wrote them (pid None if unknown).
+    indexing_by: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +140,7 @@ class IndexReport:
             "skip_reasons": dict(sorted(self.skip_reasons.items())),
             "errors": self.errors,
             "cancelled": self.cancelled,
+            **({"indexing_by": self.indexing_by} if self.indexing_by else {}),
         }
 
 
@@ -170,7 +179,10 @@ class Index:
         home: Path | None = None,
         workers: int = 1,
         offload: bool = False,
+        owner: str = "kenning",
     ) -> None:
+        """``owner`` names this process to others on the same index ("kenning
+        index", "language server"): status and search notes show it."""
         root = Path(root).expanduser()
         if not root.exists():
             raise WorkspaceError(f"{root}: no such folder")
@@ -192,7 +204,11 @@ class Index:
             max_file_bytes=self.settings.index.max_file_bytes,
         )
         check_home(self.home)
-        self.store, self.rebuilt = open_store(index_path(self.root, self.home))
+        db = index_path(self.root, self.home)
+        self.store, self.rebuilt = open_store(db)
+        # One index run at a time across processes (see engine/locks.py).
+        self.run_lock = RunLock(db.parent / "indexing.lock", owner)
+        self.owners = buffer_owners(self.home / "locks")
         self.vectors = VectorIndex(self.store)
         self.searcher = Searcher(self.store, self.vectors)
         self._embedder_source = embedder
@@ -234,6 +250,7 @@ class Index:
         self._save_latencies()
         if self._cache is not None:
             self._cache.close()
+        self.run_lock.close()
         self.store.close()
 
     def warm_search(self) -> int:
@@ -284,7 +301,10 @@ class Index:
 
     def _delete_files(self, paths: Sequence[str]) -> int:
         self._touched.update(paths)
-        return self.store.delete_files(paths)
+        return sum(
+            self.store.delete_files(paths[i : i + DELETE_BATCH])
+            for i in range(0, len(paths), DELETE_BATCH)
+        )
 
     # -- paths --------------------------------------------------------------
 
@@ -317,35 +337,77 @@ class Index:
         cancel: threading.Event | None = None,
         embed: bool = True,
         embed_budget_s: float | None = None,
+        wait_s: float = 0.0,
     ) -> IndexReport:
         """Bring the index up to date with the files on disk (and open buffers).
 
         With ``embed_budget_s``, embedding stops after that many seconds and the
         rest stays pending (``report.pending``) for the next run.
+
+        When another process is running on this index, waits up to ``wait_s``
+        seconds for it to finish; if it is still running, does nothing and says
+        who it is in ``report.indexing_by`` (that process finishes the job, and
+        what it commits is searchable meanwhile).
         """
         started = time.perf_counter()
         report = IndexReport()
         with self._refresh_lock:
+            report.indexing_by = self._start_run(wait_s, cancel)
+            if report.indexing_by is not None:
+                self._fill_report(report, started)
+                return report
             try:
-                self._refresh_files(report, progress, cancel)
-                if embed and self.embedder is not None:
-                    deadline = (
-                        None if embed_budget_s is None else time.perf_counter() + embed_budget_s
-                    )
-                    self._embed_pending(report, progress, cancel, deadline)
-            except Cancelled:
-                report.cancelled = True
-            counts = self.store.counts()
-            report.files = counts["files"]
-            report.chunks = counts["chunks"]
-            report.pending = counts["chunks"] - counts["embedded"]
-            emb = self._embedder
-            report.model = emb.model_id if emb else None
-            report.device = emb.device if emb else None
-            report.took_s = time.perf_counter() - started
-            self.store.set_meta("last_refresh", json.dumps({"at": time.time(), **report.to_json()}))
+                try:
+                    self._refresh_files(report, progress, cancel)
+                    if embed and self.embedder is not None:
+                        deadline = (
+                            None if embed_budget_s is None else time.perf_counter() + embed_budget_s
+                        )
+                        self._embed_pending(report, progress, cancel, deadline)
+                except Cancelled:
+                    report.cancelled = True
+                self._fill_report(report, started)
+                self.store.set_meta(
+                    "last_refresh", json.dumps({"at": time.time(), **report.to_json()})
+                )
+            finally:
+                self.run_lock.release()
         self._notify(vectors=report.embedded + report.cached > 0)
         return report
+
+    def _start_run(self, wait_s: float, cancel: threading.Event | None) -> dict[str, Any] | None:
+        """Take the run lock; None when taken, else who holds it."""
+        for _ in range(3):
+            if self.run_lock.acquire(wait_s, cancel):
+                return None
+            holder = self.run_lock.holder()
+            if holder is not None:
+                return holder
+            # It finished between our try and our look: try again.
+        return {"pid": None, "command": None, "since": None}
+
+    def _fill_report(self, report: IndexReport, started: float) -> None:
+        counts = self.store.counts()
+        report.files = counts["files"]
+        report.chunks = counts["chunks"]
+        report.pending = counts["chunks"] - counts["embedded"]
+        emb = self._embedder
+        report.model = emb.model_id if emb else None
+        report.device = emb.device if emb else None
+        report.took_s = time.perf_counter() - started
+
+    def indexing_by(self) -> dict[str, Any] | None:
+        """Who else is running on this index now (see :class:`RunLock`), or None."""
+        return self.run_lock.holder()
+
+    def _foreign_buffer(self, row: FileRow | None) -> bool:
+        """Whether ``row`` holds a live editor buffer of another process."""
+        return (
+            row is not None
+            and row.mtime_ns < 0
+            and row.mtime_ns != -os.getpid()
+            and self.owners.alive(row.mtime_ns)
+        )
 
     def _refresh_files(
         self, report: IndexReport, progress: Progress | None, cancel: threading.Event | None
@@ -354,6 +416,7 @@ class Index:
             progress("scan", 0, 0)
         scan = self.scanner.scan()
         known = self.store.files()
+        self._restore_buffers(known)
         # Files skipped for their content under older rules get another look.
         recheck = self.store.get_meta("content_rules") != CONTENT_RULES
         todo: list[tuple[FileEntry, FileRow | None]] = []
@@ -370,8 +433,14 @@ class Index:
                 and (row.skip_reason is None or not recheck)
             ):
                 continue
+            if self._foreign_buffer(row):
+                continue
             todo.append((entry, row))
-        gone = [p for p in known if p not in seen and p not in self._buffers]
+        gone = [
+            p
+            for p, row in known.items()
+            if p not in seen and p not in self._buffers and not self._foreign_buffer(row)
+        ]
         report.deleted = self._delete_files(gone)
         done = 0
         prepared = self._prepared(todo)
@@ -380,14 +449,21 @@ class Index:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled
                 # Several whole files per transaction: each file is still all or
-                # nothing, and FTS5 pays its per-commit segment flush once.
+                # nothing, and FTS5 pays its per-commit segment flush once. They
+                # are read and chunked before the transaction opens, so it lasts
+                # only as long as the writing.
                 deadline = time.perf_counter() + COMMIT_EVERY_S
+                batch: list[Prepared] = []
+                for prep in prepared:
+                    batch.append(prep)
+                    if len(batch) >= COMMIT_MAX_FILES or time.perf_counter() > deadline:
+                        break
+                if not batch:
+                    break
                 with self.store.write():
-                    for prep in prepared:
+                    for prep in batch:
                         self._apply(prep, report)
-                        done += 1
-                        if done % COMMIT_MAX_FILES == 0 or time.perf_counter() > deadline:
-                            break
+                done += len(batch)
                 if progress:
                     progress("chunk", done, len(todo))
         finally:
@@ -493,15 +569,43 @@ class Index:
             self.drop_buffer(rel, reload=False)
             return False
         digest = xxhash.xxh3_64_hexdigest(data)
+        # The mtime of a buffer's row is this process's mark (minus its pid): the
+        # next refresh after the buffer closes, or after this process is gone,
+        # reads the file from disk again, and none meanwhile (see BufferOwners).
+        mark = self.owners.mark
         with self._refresh_lock:
             self._buffers[rel] = text
-            row = self.store.file(rel)
-            if row is None or row.hash != digest or row.skip_reason is not None:
-                # mtime -1: the index holds a buffer, so the next refresh after the
-                # buffer closes re-reads the file from disk.
-                self._write_text(rel, text, len(data), -1, digest, None)
+            self._write_buffer(rel, text, len(data), digest, mark, self.store.file(rel))
         self._notify([rel])
         return True
+
+    def _write_buffer(
+        self, rel: str, text: str, size: int, digest: str, mark: int, row: FileRow | None
+    ) -> bool:
+        if not size:
+            # Like an empty file on disk, which a scan leaves out: no row at all.
+            return self._delete_files([rel]) > 0
+        if row is None or row.hash != digest or row.skip_reason is not None:
+            self._write_text(rel, text, size, mark, digest, None)
+            return True
+        if row.mtime_ns != mark:
+            self.store.touch_file(rel, size, mark)
+        return False
+
+    def _restore_buffers(self, known: dict[str, FileRow]) -> None:
+        """Write back buffers that another process's run replaced (it read the
+        file on disk while this process's mark was not yet on the row)."""
+        if not self._buffers:
+            return
+        mark = self.owners.mark
+        for rel, text in self._buffers.items():
+            row = known.get(rel)
+            if (row is None and not text) or (row is not None and row.mtime_ns == mark):
+                continue
+            data = text.encode("utf-8", errors="replace")
+            digest = xxhash.xxh3_64_hexdigest(data)
+            if self._write_buffer(rel, text, len(data), digest, mark, row):
+                self._touched.add(rel)
 
     def drop_buffer(self, path: str | Path, reload: bool = True) -> None:
         """Stop using an editor buffer; the file on disk (if any) is indexed again."""
@@ -513,12 +617,14 @@ class Index:
     def _drop_buffer(self, rel: str, reload: bool) -> None:
         if self._buffers.pop(rel, None) is None or not reload:
             return
+        row = self.store.file(rel)
+        if self._foreign_buffer(row):
+            return  # another editor's buffer of the same file: it is that one's now
         file = self.root / rel
         if not file.is_file():
             self._delete_files([rel])
             return
         st = file.stat()
-        row = self.store.file(rel)
         entry = FileEntry(rel, file, st.st_size, st.st_mtime_ns)
         if self.scanner.accepts(rel, st.st_size) is None:
             self._index_entry(entry, row, IndexReport())
@@ -533,6 +639,9 @@ class Index:
                 rel = self.rel(path)
                 if rel in self._buffers:
                     continue
+                row = self.store.file(rel)
+                if self._foreign_buffer(row):
+                    continue
                 file = self.root / rel
                 if not file.is_file():
                     report.deleted += self._delete_files([rel])
@@ -541,7 +650,6 @@ class Index:
                 if self.scanner.accepts(rel, st.st_size) is not None:
                     report.deleted += self._delete_files([rel])
                     continue
-                row = self.store.file(rel)
                 if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
                     continue
                 self._index_entry(FileEntry(rel, file, st.st_size, st.st_mtime_ns), row, report)
@@ -557,10 +665,17 @@ class Index:
         if self.embedder is None:
             return report
         with self._refresh_lock:
+            # Never waits: whoever holds the run embeds what is pending, this
+            # process's new chunks included (newest first).
+            report.indexing_by = self._start_run(0.0, cancel)
+            if report.indexing_by is not None:
+                return report
             try:
                 self._embed_pending(report, progress, cancel)
             except Cancelled:
                 report.cancelled = True
+            finally:
+                self.run_lock.release()
         self._notify(vectors=report.embedded + report.cached > 0)
         return report
 
@@ -673,6 +788,7 @@ class Index:
             query_vector = embedder.embed_query(query)
             space = embedder.space
         result = self.searcher.search(query, query_vector, k, mode, languages, file_ids, space)
+        self._note_busy(result)
         result.took_ms = (time.perf_counter() - started) * 1000
         for hit in result.results:
             hit.root = str(self.root)
@@ -727,7 +843,14 @@ class Index:
         took = (time.perf_counter() - started) * 1000
         self._latencies.append(took)
         label = f"{row.path}:{row.start_line}-{row.end_line}"
-        return SearchResult(label, "vector", hits, took, self._complete())
+        result = SearchResult(label, "vector", hits, took, self._complete())
+        self._note_busy(result)
+        return result
+
+    def _note_busy(self, result: SearchResult) -> None:
+        holder = self.run_lock.holder()
+        if holder is not None:
+            result.notes.append(busy_note(holder))
 
     def _file_lines(self, rel: str) -> list[str]:
         if rel in self._buffers:
@@ -810,6 +933,8 @@ class Index:
             **self._embedding_status(counts["embedded"]),
             "rebuilt": self.rebuilt,
             "buffers": len(self._buffers),
+            # Another process running on this index now: {"pid", "command", "since"}.
+            "indexing_by": self.run_lock.holder(),
             "last_refresh": last,
             "metrics": {
                 "index_bytes": self.store.size_bytes(),

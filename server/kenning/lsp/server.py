@@ -40,6 +40,7 @@ from kenning import __version__
 from kenning.config import Settings, kenning_home, parse_settings
 from kenning.engine.embedder import Embedder, default_threads
 from kenning.engine.home import check_home, owned_dir, repair, slot_problem
+from kenning.engine.locks import describe
 from kenning.engine.workspace import Index, IndexReport
 from kenning.errors import HomeError, KenningError, LocationError, ModelError, UsageError
 from kenning.lsp.convert import uri_to_path
@@ -49,6 +50,8 @@ from kenning.lsp.worker import IndexWorker, LongJob
 
 # Most chunking worker processes one big refresh may start.
 INDEX_PROCESSES = 4
+# While another process runs on a folder's index, how often to look whether it is done.
+FOLLOW_S = 1.0
 
 log = logging.getLogger("kenning.lsp")
 T = TypeVar("T")
@@ -133,6 +136,8 @@ class Folder:
     ready: Future[Index] = field(default_factory=Future)
     # Set when the folder leaves the workspace: queued jobs for it do nothing.
     closed: bool = False
+    # Set while another process runs on this index and work of ours waits for it.
+    waiting: bool = False
 
     @property
     def index(self) -> Index | None:
@@ -272,6 +277,7 @@ class KenningServer(LanguageServer):
                 embedder=self.embedders.get_nowait,
                 workers=min(INDEX_PROCESSES, default_threads()),
                 offload=True,
+                owner="language server",
             )
         except KenningError as exc:
             log.warning("%s: %s", root, exc)
@@ -347,12 +353,18 @@ class KenningServer(LanguageServer):
     # -- index work ---------------------------------------------------------------
 
     def refresh_job(self, folder: Folder, progress: IndexProgress | None = None) -> LongJob:
+        hold = _RunHold()
+
         def run(cancel: threading.Event) -> IndexReport:
             if folder.closed:
                 return IndexReport(cancelled=True)
             index = folder.ready.result()
             self.embedders.load()
+            hold.take(index)
             report = index.refresh(progress=progress, cancel=cancel)
+            if report.indexing_by is not None:
+                self.wait_for_others(folder, report)
+                return report
             if not report.cancelled:
                 threading.Thread(target=index.warm_search, name="kenning-warm", daemon=True).start()
             for err in report.errors[:20]:
@@ -370,17 +382,58 @@ class KenningServer(LanguageServer):
                 )
             return report
 
-        return self.worker.submit_long(f"refresh:{folder.root}", run)
+        return hold.until_done(self.worker.submit_long(f"refresh:{folder.root}", run), run)
 
     def embed_soon(self, folder: Folder) -> LongJob:
+        hold = _RunHold()
+
         def run(cancel: threading.Event) -> IndexReport:
             if folder.closed:
                 return IndexReport(cancelled=True)
             index = folder.ready.result()
             self.embedders.load()
-            return index.embed_pending(cancel=cancel)
+            hold.take(index)
+            report = index.embed_pending(cancel=cancel)
+            if report.indexing_by is not None:
+                self.wait_for_others(folder, report)
+            return report
 
-        return self.worker.submit_long(f"embed:{folder.root}", run)
+        return hold.until_done(self.worker.submit_long(f"embed:{folder.root}", run), run)
+
+    def wait_for_others(self, folder: Folder, report: IndexReport) -> None:
+        """Another process was running on ``folder``'s index, so our run did
+        nothing: that process embeds what is pending (ours included), and once
+        it is done a refresh of ours catches up (buffers, what it left)."""
+        if folder.waiting:
+            return
+        folder.waiting = True
+        log.info(
+            "%s: %s is indexing it; this server goes on when it is done",
+            folder.root,
+            describe(report.indexing_by or {}),
+        )
+        self.call_on_loop(self._follow_later, folder)
+
+    def _follow_later(self, folder: Folder) -> None:
+        assert self.loop is not None
+        self.loop.call_later(FOLLOW_S, lambda: asyncio.ensure_future(self._follow(folder)))
+
+    async def _follow(self, folder: Folder) -> None:
+        index = folder.index
+        if folder.closed or self.closing or index is None:
+            folder.waiting = False
+            return
+        try:
+            holder = await self.in_query_thread(index.indexing_by)
+        except Exception:  # shutting down, or the index closed under us
+            folder.waiting = False
+            return
+        if holder is not None:
+            self._follow_later(folder)
+            return
+        folder.waiting = False
+        log.info("%s: the other process is done; catching up", folder.root)
+        self.refresh_job(folder)
 
     def start_refresh(
         self, title: str, folders: Sequence[Folder] | None = None
@@ -435,8 +488,10 @@ class KenningServer(LanguageServer):
             files = sum(r.files for r in reports)
             chunks = sum(r.chunks for r in reports)
             cancelled = any(r.cancelled for r in reports)
+            busy = next((r.indexing_by for r in reports if r.indexing_by), None)
             progress.end(
                 ("cancelled: " if cancelled else "")
+                + (f"{describe(busy)} is indexing: " if busy else "")
                 + f"{files} files, {chunks} chunks"
                 + (f", {sum(r.pending for r in reports)} to embed" if cancelled else "")
             )
@@ -474,6 +529,38 @@ class KenningServer(LanguageServer):
         if not closed.done():
             close_all()
         self.queries.shutdown(wait=False, cancel_futures=True)
+
+
+class _RunHold:
+    """Keeps a folder's run lock from a long job's first slice to its end.
+
+    Edits interrupt a long job and it resumes after them; without this, each
+    interruption would let another process's run slip in between the slices.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._index: Index | None = None
+        self._done = False
+
+    def take(self, index: Index) -> None:
+        with self._lock:
+            if self._index is None and not self._done and index.run_lock.acquire():
+                self._index = index
+
+    def until_done(self, job: LongJob, fn: Any) -> LongJob:
+        # A queued job with the same key may have been handed back instead: its
+        # own hold is the one that counts.
+        if job.fn is fn:
+            job.future.add_done_callback(lambda _f: self.drop())
+        return job
+
+    def drop(self) -> None:
+        with self._lock:
+            self._done = True
+            if self._index is not None:
+                self._index.run_lock.release()
+                self._index = None
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

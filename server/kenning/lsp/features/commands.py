@@ -121,6 +121,8 @@ def register(server: KenningServer) -> None:
             "pending": sum(r.pending for r in reports),
             "cancelled": any(r.cancelled for r in reports),
             "took_s": round(time.perf_counter() - started, 3),
+            # Another process was indexing (this server goes on when it is done).
+            "indexing_by": next((r.indexing_by for r in reports if r.indexing_by), None),
         }
 
     @server.command("kenning.status")
@@ -139,6 +141,7 @@ async def status(ls: KenningServer) -> dict[str, Any]:
         except KenningError as exc:
             folders.append({"root": str(folder.root), "error": str(exc)})
     ok = [f for f in folders if "error" not in f]
+    busy = next((f for f in ok if f.get("indexing_by")), None)
     embedder = ls.embedders.get_nowait()
     # Until the model has loaded, what the first folder's index was embedded
     # with (or would be).
@@ -154,6 +157,8 @@ async def status(ls: KenningServer) -> dict[str, Any]:
         "device": embedder.device if embedder else first.get("device"),
         "precision": precision_of(embedder) if embedder else first.get("precision"),
         "model_error": ls.embedders.error,
+        # Another process running on a folder's index: {"pid", "command", "since", "root"}.
+        "indexing_by": dict(busy["indexing_by"], root=busy["root"]) if busy else None,
         "metrics": {
             "index_bytes": sum(f["metrics"]["index_bytes"] for f in ok),
             "queries": sum(f["metrics"]["queries"] for f in ok),
