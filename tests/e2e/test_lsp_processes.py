@@ -166,7 +166,13 @@ async def test_cli_search_and_index_while_the_server_indexes(
         status = json.loads(
             (await asyncio.to_thread(cli, "status", "--json", "--path", str(ws))).stdout
         )
-        assert status["indexing_by"]["pid"] == server_pid
+        holder = status["indexing_by"]
+        if holder is None:
+            # On a slow machine the server may have finished meanwhile; then it
+            # must say so itself, and the CLI was right to name nobody.
+            assert (await s.command("kenning.status"))["indexing_by"] is None
+        else:
+            assert holder["pid"] == server_pid
 
         await s.idle(timeout=60)
         assert await found_zebra(s)
