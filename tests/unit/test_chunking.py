@@ -807,6 +807,12 @@ EXPECTED: dict[str, set[tuple[str, str | None]]] = {
 }
 
 
+@pytest.fixture
+def whole_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No joining of small pieces: for tests of how definitions are found and named."""
+    monkeypatch.setattr(chunking, "MIN_CHUNK_LINES", 1)
+
+
 def lines_of(text: str) -> list[str]:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines and lines[-1] == "":
@@ -845,6 +851,7 @@ def test_every_listed_language_is_structured() -> None:
     assert set(SAMPLES) == set(EXPECTED)
 
 
+@pytest.mark.usefixtures("whole_pieces")
 @pytest.mark.parametrize("language", sorted(SAMPLES))
 def test_sample_symbols_and_invariants(language: str) -> None:
     path, text = SAMPLES[language]
@@ -882,6 +889,7 @@ def test_crlf_and_tabs_keep_structure(language: str) -> None:
     check_invariants(crlf_text, crlf)
 
 
+@pytest.mark.usefixtures("whole_pieces")
 def test_python_definitions_under_a_condition_are_their_own_chunks() -> None:
     text = textwrap.dedent(
         """\
@@ -919,6 +927,7 @@ def test_python_definitions_under_a_condition_are_their_own_chunks() -> None:
     assert 'if __name__ == "__main__":' in chunks[-1].text
 
 
+@pytest.mark.usefixtures("whole_pieces")
 def test_python_decorators_docstrings_and_leading_comments() -> None:
     path, text = SAMPLES["python"]
     chunks = chunk_text(path, text)
@@ -942,6 +951,7 @@ def test_python_decorators_docstrings_and_leading_comments() -> None:
     assert 'if __name__ == "__main__":' in top[-1].text
 
 
+@pytest.mark.usefixtures("whole_pieces")
 def test_leading_doc_comments_and_attributes_belong_to_the_definition() -> None:
     rust = chunk_text(*SAMPLES["rust"])
     assert by_symbol(rust, "Ring").text.startswith("/// A fixed-capacity ring buffer.\n#[derive")
@@ -961,6 +971,7 @@ def test_leading_doc_comments_and_attributes_belong_to_the_definition() -> None:
     assert by_symbol(csharp, "Invoice").text.lstrip().startswith("/// <summary>")
 
 
+@pytest.mark.usefixtures("whole_pieces")
 def test_a_comment_after_a_blank_line_is_not_attached() -> None:
     text = "x = 1\n\n# about nothing in particular\n\ndef f():\n    return 1\n"
     chunks = chunk_text("m.py", text)
@@ -1048,6 +1059,7 @@ def long_function(n: int) -> str:
     return f"import os\n\n\ndef accumulate(values, factor=2):\n    total = 0\n{body}\n    return total\n"
 
 
+@pytest.mark.usefixtures("whole_pieces")
 def test_oversized_function_is_split_with_its_signature() -> None:
     text = long_function(150)
     chunks = chunk_text("big.py", text)
@@ -1070,6 +1082,7 @@ def test_oversized_function_is_split_with_its_signature() -> None:
     assert parts[-1].text.endswith("    return total")
 
 
+@pytest.mark.usefixtures("whole_pieces")
 def test_oversized_method_in_brace_language_keeps_the_closer_inside() -> None:
     stmts = "\n".join(f"        sum += weights[{i}] * inputs[{i}];" for i in range(120))
     text = (
@@ -1094,7 +1107,9 @@ def test_oversized_top_level_statement_is_split() -> None:
 
 
 def test_small_statements_are_grouped() -> None:
-    text = "\n".join(f"import mod{i}" for i in range(100)) + "\n\ndef f():\n    pass\n"
+    text = (
+        "\n".join(f"import mod{i}" for i in range(100)) + "\n\ndef f():\n    x = 1\n    return x\n"
+    )
     chunks = chunk_text("many.py", text)
     check_invariants(text, chunks)
     blocks = [c for c in chunks if c.kind == "block"]
@@ -1184,6 +1199,7 @@ def test_c_header_guards_do_not_hide_functions() -> None:
     assert {("function", "twice"), ("function", "thrice")} <= {(c.kind, c.symbol) for c in chunks}
 
 
+@pytest.mark.usefixtures("whole_pieces")
 @pytest.mark.parametrize(
     ("path", "text", "expected"),
     [
@@ -1412,6 +1428,7 @@ def test_mutated_samples_keep_invariants() -> None:
             check_invariants(mutated_text, chunk_text(path, mutated_text))
 
 
+@pytest.mark.usefixtures("whole_pieces")
 @pytest.mark.parametrize("path", ["handler.js", "handler.ts"])
 def test_an_anonymous_default_export_is_a_function_chunk(path: str) -> None:
     text = (

@@ -178,7 +178,7 @@ def test_buffers_are_indexed_instead_of_disk(ws: Path, fake_embedder: FakeEmbedd
     index.refresh()
     text = (
         ws / "src/http.py"
-    ).read_text() + "\ndef frobnicate_widgets():\n    return 'frobnicate'\n"
+    ).read_text() + "\ndef frobnicate_widgets():\n    word = 'frobnicate'\n    return word\n"
     assert index.set_buffer(ws / "src/http.py", text)
     index.embed_pending()
     assert index.search("frobnicate widgets", mode="lexical").results[0].symbol in (
@@ -232,13 +232,16 @@ def test_embed_budget_leaves_the_rest_pending_for_the_next_run(
 def test_a_line_between_functions_means_the_nearest_one(tmp_path: Path) -> None:
     ws = write_tree(
         tmp_path / "gap",
-        {"two.py": "def first():\n    return 1\n\n\ndef second():\n    return 2\n"},
+        {
+            "two.py": "def first():\n    x = 1\n    return x\n\n\n"
+            "def second():\n    x = 2\n    return x\n"
+        },
     )
     index = Index(ws)
     index.refresh(embed=False)
-    # The blank gap (lines 3-4): the closer function.
-    assert index.chunk_at("two.py", 3).symbol == "first"
-    assert index.chunk_at("two.py", 4).symbol == "second"
+    # The blank gap (lines 4-5): the closer function.
+    assert index.chunk_at("two.py", 4).symbol == "first"
+    assert index.chunk_at("two.py", 5).symbol == "second"
     assert index.chunk_at("two.py", 1).symbol == "first"
     with pytest.raises(LocationError):
         index.chunk_at("two.py", 40)
