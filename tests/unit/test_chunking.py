@@ -1443,3 +1443,98 @@ def test_an_anonymous_default_export_is_a_function_chunk(path: str) -> None:
     check_invariants(text, chunks)
     handler = [c for c in chunks if c.kind == "function"]
     assert len(handler) == 1 and (handler[0].start_line, handler[0].end_line) == (3, 7)
+
+
+# --- no fragments ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", sorted(set(SAMPLES) - {"markdown"}))
+def test_no_sample_chunk_is_under_three_lines(language: str) -> None:
+    """A lone signature, an `impl X {` header or a one-line function is not a chunk
+    of its own: it matches every query a little and answers none."""
+    path, text = SAMPLES[language]
+    chunks = chunk_text(path, text)
+    check_invariants(text, chunks)
+    small = [c for c in chunks if c.end_line - c.start_line + 1 < chunking.MIN_CHUNK_LINES]
+    assert not small, small
+
+
+def test_a_header_joins_its_first_member_and_tiny_functions_keep_their_names() -> None:
+    text = textwrap.dedent(
+        """\
+        pub struct Ring {
+            items: Vec<u32>,
+        }
+
+        impl Ring {
+            pub fn len(&self) -> usize { self.items.len() }
+            pub fn is_empty(&self) -> bool { self.items.is_empty() }
+
+            pub fn push(&mut self, item: u32) {
+                self.items.push(item);
+                self.items.rotate_left(1);
+            }
+        }
+        """
+    )
+    chunks = chunk_text("ring.rs", text)
+    check_invariants(text, chunks)
+    assert all(c.end_line - c.start_line + 1 >= 3 for c in chunks)
+    assert not any(c.kind == "impl" for c in chunks)
+    (first,) = [c for c in chunks if c.start_line == 5]
+    assert first.text.startswith("impl Ring {\n    pub fn len")
+    assert first.symbol == "Ring.len" and "Ring.is_empty" in first.also
+    assert by_symbol(chunks, "Ring.push").end_line == 13
+
+
+def test_a_long_docstring_does_not_split_a_short_function() -> None:
+    doc = "\n".join(f"    Explains step {i} of the algorithm in some detail." for i in range(80))
+    text = f'def solve(grid):\n    """Solve the puzzle.\n\n{doc}\n    """\n    return search(grid, 0)\n'
+    chunks = chunk_text("solve.py", text)
+    check_invariants(text, chunks)
+    assert [(c.symbol, c.start_line, c.end_line) for c in chunks] == [
+        ("solve", 1, len(lines_of(text)))
+    ]
+
+
+def test_the_parts_of_a_split_function_name_its_whole_range() -> None:
+    text = long_function(150)
+    chunks = chunk_text("big.py", text)
+    parts = [c for c in chunks if c.symbol == "accumulate"]
+    assert len(parts) >= 3
+    whole = (parts[0].start_line, parts[-1].end_line)
+    assert all((p.unit_start, p.unit_end) == whole for p in parts)
+    assert all(c.unit_start is None for c in chunks if c.symbol != "accumulate")
+
+
+def test_javascript_assignments_define_functions_and_methods() -> None:
+    text = textwrap.dedent(
+        """\
+        /**
+         * Run the given suite.
+         */
+
+        Runner.prototype.runSuite = function (suite, fn) {
+          this.emit('suite', suite);
+          fn();
+        };
+
+        module.exports = {
+          get fresh () {
+            const s = this.status;
+            return s >= 200 && s < 300;
+          },
+
+          accepts: function (...args) {
+            const accept = this.accept;
+            return accept.types(...args);
+          },
+        };
+        """
+    )
+    chunks = chunk_text("lib/runner.js", text)
+    check_invariants(text, chunks)
+    run = by_symbol(chunks, "Runner.runSuite")
+    assert run.kind == "method" and run.start_line == 1  # its doc comment, past the blank line
+    assert by_symbol(chunks, "module.exports.fresh").start_line == 10  # with `module.exports = {`
+    assert by_symbol(chunks, "module.exports.accepts").kind == "function"

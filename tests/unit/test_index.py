@@ -245,3 +245,35 @@ def test_a_line_between_functions_means_the_nearest_one(tmp_path: Path) -> None:
     assert index.chunk_at("two.py", 1).symbol == "first"
     with pytest.raises(LocationError):
         index.chunk_at("two.py", 40)
+
+
+def test_a_split_function_answers_once_with_its_whole_range(tmp_path: Path) -> None:
+    steps = "\n".join(f"    total += reconcile_ledger_step({i})" for i in range(150))
+    ws = write_tree(
+        tmp_path / "big",
+        {"ledger.py": f"def reconcile(entries):\n    total = 0\n{steps}\n    return total\n"},
+    )
+    index = Index(ws)
+    index.refresh(embed=False)
+    assert len(index.store.chunks_of("ledger.py")) >= 3
+    hits = index.search("reconcile ledger step", mode="lexical").results
+    assert [(h.symbol, h.start_line, h.end_line) for h in hits] == [("reconcile", 1, 153)]
+
+
+def test_scores_are_evidence_on_a_fixed_scale(ws: Path, fake_embedder: FakeEmbedder) -> None:
+    """The best result reads its own evidence, not 1.0; weak evidence says so."""
+    from kenning.engine.search import WEAK_EVIDENCE, evidence
+
+    index = Index(ws, embedder=fake_embedder)
+    index.refresh()
+    result = index.search("fetch url retrying connection errors")
+    top = result.results[0]
+    assert top.symbol == "fetch_with_retries"
+    expected = evidence(top.explain["bm25"], top.explain["similarity"], 0.5)  # type: ignore[arg-type]
+    assert top.score == pytest.approx(expected, abs=1e-3) and 0.0 < top.score < 1.0
+    assert [h.score for h in result.results] == sorted(
+        (h.score for h in result.results), reverse=True
+    )
+    weak = index.search("zebra")
+    assert weak.results and weak.results[0].score < WEAK_EVIDENCE
+    assert any("no strong match" in note for note in weak.notes)

@@ -377,6 +377,10 @@ def _join(first: list[Any], second: list[Any]) -> list[Any]:
     same = first is main or (first[5] is not None and first[5] is main[5])
     joined[4] = first[4] if same else None
     joined[7] = first[7] if same else main[7]
+    unit = main[5]
+    if unit is not None:  # a definition's range holds every line its parts took in
+        unit.start = min(unit.start, joined[0])
+        unit.end = max(unit.end, joined[1])
     # The other piece's definitions stay findable by name (see ChunkRecord).
     other = second if main is first else first
     also = [*(main[8] if len(main) > 8 else ()), *(other[8] if len(other) > 8 else ())]

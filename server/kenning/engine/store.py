@@ -419,17 +419,17 @@ class Store:
         )
         return {r[0]: ChunkRow(*r) for r in rows}
 
-    def units(self, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
-        """(file id, first line of the definition) of each chunk in ``ids`` that is one
-        part of a definition split over several chunks; the others are left out."""
+    def kinds(self, ids: Sequence[int]) -> dict[int, tuple[str, int, int | None]]:
+        """(kind, file id, first line of its definition) of each chunk in ``ids``; the
+        line is None unless the chunk is one part of a definition split over several."""
         if not ids:
             return {}
         rows = self.reader().execute(
-            "SELECT id, file_id, unit_start FROM chunks WHERE id IN"
-            " (SELECT value FROM json_each(?)) AND unit_start IS NOT NULL",
+            "SELECT id, kind, file_id, unit_start FROM chunks WHERE id IN"
+            " (SELECT value FROM json_each(?))",
             (json_ids(ids),),
         )
-        return {r[0]: (r[1], r[2]) for r in rows}
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def chunks_of(self, path: str) -> list[ChunkRow]:
         rows = self.reader().execute(
