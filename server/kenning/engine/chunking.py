@@ -314,6 +314,9 @@ def _merge_small(pieces: list[list[Any]], cum: Sequence[int]) -> list[list[Any]]
     sibling in the same definition (or that definition's own part); then whichever
     is next to it. Parts of definitions go first and loose statements last, each
     smallest first, so a header joins its class before a stray line joins either.
+    Loose statements never join the definition below them (an import is not part
+    of the function after it): one that has nothing else to join stays small, and
+    search leaves it out of answers (see search.Searcher).
     """
     if len(pieces) < 2:
         return pieces
@@ -347,6 +350,10 @@ def _partner(pieces: list[list[Any]], i: int, cum: Sequence[int]) -> int | None:
         order += [j for j in near if pieces[j][5] is unit]
         members = [j for j in near if pieces[j][6] is unit]
         order += members[::-1] if p[7] else members
+    if p[2] == "block" and unit is None:
+        # Statements after a definition (`module.exports = Foo;`) are its tail;
+        # imports above one are not its head: they join only other statements.
+        near = [j for j in near if j < i or pieces[j][2] == "block"]
     order += [
         j
         for j in near

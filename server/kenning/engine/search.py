@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kenning.engine.chunking import MIN_CHUNK_LINES
 from kenning.engine.store import ChunkRow, Store
 from kenning.engine.text import query_terms
 from kenning.engine.types import SearchHit
@@ -293,9 +294,10 @@ class Searcher:
 
     def _one_per_unit(self, ranked: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
         """The first ``k`` of ``ranked``, with one chunk per definition (the parts of a
-        split definition answer once, by their best part) and loose statements
-        (kind "block") scored down by ``BLOCK_PRIOR``."""
-        kinds = self.store.kinds([cid for cid, _ in ranked])
+        split definition answer once, by their best part), loose statements (kind
+        "block") scored down by ``BLOCK_PRIOR``, and no chunk under
+        ``MIN_CHUNK_LINES`` lines (a lone import) unless its file holds nothing larger."""
+        kinds = self.store.kinds([cid for cid, _ in ranked], MIN_CHUNK_LINES)
         if BLOCK_PRIOR != 1.0:
             ranked = sorted(
                 (
@@ -308,6 +310,8 @@ class Searcher:
         out: list[tuple[int, float]] = []
         for cid, score in ranked:
             info = kinds.get(cid)
+            if info is not None and info[3]:
+                continue
             if info is not None and info[2] is not None:
                 unit = (info[1], info[2])
                 if unit in seen:

@@ -419,17 +419,23 @@ class Store:
         )
         return {r[0]: ChunkRow(*r) for r in rows}
 
-    def kinds(self, ids: Sequence[int]) -> dict[int, tuple[str, int, int | None]]:
-        """(kind, file id, first line of its definition) of each chunk in ``ids``; the
-        line is None unless the chunk is one part of a definition split over several."""
+    def kinds(
+        self, ids: Sequence[int], min_lines: int
+    ) -> dict[int, tuple[str, int, int | None, bool]]:
+        """(kind, file id, first line of its definition, small) of each chunk in
+        ``ids``. The line is None unless the chunk is one part of a definition split
+        over several; small says it has fewer than ``min_lines`` lines while its
+        file has a chunk that does not."""
         if not ids:
             return {}
         rows = self.reader().execute(
-            "SELECT id, kind, file_id, unit_start FROM chunks WHERE id IN"
-            " (SELECT value FROM json_each(?))",
-            (json_ids(ids),),
+            "SELECT c.id, c.kind, c.file_id, c.unit_start, c.end_line - c.start_line + 1 < ?1"
+            " AND EXISTS(SELECT 1 FROM chunks o WHERE o.file_id = c.file_id"
+            " AND o.end_line - o.start_line + 1 >= ?1)"
+            " FROM chunks c WHERE c.id IN (SELECT value FROM json_each(?2))",
+            (min_lines, json_ids(ids)),
         )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {r[0]: (r[1], r[2], r[3], bool(r[4])) for r in rows}
 
     def chunks_of(self, path: str) -> list[ChunkRow]:
         rows = self.reader().execute(
