@@ -128,35 +128,31 @@ def fts_path(path: str) -> str:
 
 
 EMBED_HEADER_VERSION = 1
-"""Bump when :func:`embed_header` changes: vectors are cached by what was embedded."""
+"""Bump when :func:`embed_header` or :func:`embed_input` change: vectors are cached
+by what was embedded (see :func:`embed_key`)."""
 
 
 def embed_header(path: str, language: str, kind: str, symbol: str | None) -> str:
-    """What a chunk's code is embedded with: where it is and what it defines.
+    """What a chunk's code is embedded under: where it is and what it defines.
 
     The code alone often says neither (a method's text does not hold its class,
-    a file's path names its subject), and identifiers are opened into words a
-    sentence model knows (``SmallVec`` -> ``Small Vec``).
+    a file's path names its subject). Identifiers here are opened into words a
+    sentence model knows (``SmallVec`` -> ``Small Vec``); the code itself is
+    embedded as written (opening its identifiers too measured no better on the
+    dev benchmark: bench/README.md).
     """
     head = f"{split_case(path)}\n{language} {kind}"
     return f"{head} {split_case(symbol)}" if symbol else head
 
 
 def embed_input(header: str, text: str) -> str:
-    """The text a chunk is embedded as: its header, then its code with camelCase
-    identifiers opened into words, as for the FTS index (``parseHttpResponse`` ->
-    ``parse Http Response``): a sentence model reads those as the words they are."""
-    body = split_case(text) if SPLIT_EMBEDDED_CODE else text
-    return f"{header}\n{body}" if header else body
-
-
-SPLIT_EMBEDDED_CODE = True
+    """The text a chunk is embedded as: its header, then its code."""
+    return f"{header}\n{text}" if header else text
 
 
 def embed_key(header: str, digest: str) -> str:
-    """The cache key of a chunk's vector: its text's digest and its header."""
-    tag = f"{EMBED_HEADER_VERSION}{'s' if SPLIT_EMBEDDED_CODE else ''}"
-    return xxhash.xxh3_128_hexdigest(f"{tag}\0{header}\0{digest}".encode())
+    """The cache key of a chunk's vector: its header and its text's digest."""
+    return xxhash.xxh3_128_hexdigest(f"{EMBED_HEADER_VERSION}\0{header}\0{digest}".encode())
 
 
 def query_terms(query: str) -> list[str]:
