@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -277,3 +278,16 @@ def test_scores_are_evidence_on_a_fixed_scale(ws: Path, fake_embedder: FakeEmbed
     weak = index.search("zebra")
     assert weak.results and weak.results[0].score < WEAK_EVIDENCE
     assert any("no strong match" in note for note in weak.notes)
+
+
+def test_overlapping_line_windows_answer_once(tmp_path: Path) -> None:
+    """Fallback windows share lines by design; a result list shows each line once."""
+    lines = "\n".join(f"setting_{i} = quartermaster value {i}" for i in range(120))
+    ws = write_tree(tmp_path / "cfg", {"settings.conf": lines + "\n"})
+    index = Index(ws)
+    index.refresh(embed=False)
+    assert len(index.store.chunks_of("settings.conf")) >= 3
+    hits = index.search("quartermaster value", mode="lexical").results
+    spans = sorted((h.start_line, h.end_line) for h in hits)
+    assert len(spans) >= 2
+    assert all(b[0] > a[1] for a, b in itertools.pairwise(spans))

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kenning.engine.chunking import MIN_CHUNK_LINES
-from kenning.engine.store import ChunkRow, Store
+from kenning.engine.store import ChunkOutline, ChunkRow, Store
 from kenning.engine.text import query_terms
 from kenning.engine.types import SearchHit
 from kenning.engine.vectors import VectorIndex
@@ -293,34 +293,45 @@ class Searcher:
         return [(cid, score * scale) for cid, score in ranked], best
 
     def _one_per_unit(self, ranked: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
-        """The first ``k`` of ``ranked``, with one chunk per definition (the parts of a
-        split definition answer once, by their best part), loose statements (kind
-        "block") scored down by ``BLOCK_PRIOR``, and no chunk under
-        ``MIN_CHUNK_LINES`` lines (a lone import) unless its file holds nothing larger."""
-        kinds = self.store.kinds([cid for cid, _ in ranked], MIN_CHUNK_LINES)
+        """The first ``k`` of ``ranked``, with one answer per definition: the parts of
+        a split definition answer once, by their best part, and a chunk that shares
+        lines with a better one (overlapping line windows) is left out. Loose
+        statements (kind "block") are scored down by ``BLOCK_PRIOR``, and a chunk
+        under ``MIN_CHUNK_LINES`` lines (a lone import) is no answer unless its file
+        holds nothing larger."""
+        outlines = self.store.outlines([cid for cid, _ in ranked], MIN_CHUNK_LINES)
         if BLOCK_PRIOR != 1.0:
             ranked = sorted(
-                (
-                    (cid, score * BLOCK_PRIOR if kinds.get(cid, ("",))[0] == "block" else score)
-                    for cid, score in ranked
-                ),
+                ((cid, score * _prior(outlines.get(cid))) for cid, score in ranked),
                 key=lambda kv: -kv[1],
             )
-        seen: set[tuple[int, int]] = set()
+        units: set[tuple[int, int]] = set()
+        taken: list[tuple[int, int, int]] = []
         out: list[tuple[int, float]] = []
         for cid, score in ranked:
-            info = kinds.get(cid)
-            if info is not None and info[3]:
-                continue
-            if info is not None and info[2] is not None:
-                unit = (info[1], info[2])
-                if unit in seen:
+            o = outlines.get(cid)
+            if o is not None:
+                if o.small:
                     continue
-                seen.add(unit)
+                if o.unit_start is not None:
+                    if (o.file_id, o.unit_start) in units:
+                        continue
+                    units.add((o.file_id, o.unit_start))
+                elif any(
+                    # (A definition may start on the line where another ends.)
+                    f == o.file_id and min(e, o.end_line) - max(s, o.start_line) > 0
+                    for f, s, e in taken
+                ):
+                    continue
+                taken.append((o.file_id, o.start_line, o.end_line))
             out.append((cid, score))
             if len(out) == k:
                 break
         return out
+
+
+def _prior(outline: ChunkOutline | None) -> float:
+    return BLOCK_PRIOR if outline is not None and outline.kind == "block" else 1.0
 
 
 def merge_results(results: Sequence[SearchResult], k: int, query: str) -> SearchResult:

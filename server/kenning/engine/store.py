@@ -70,6 +70,20 @@ class ChunkRow:
     unit_end: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkOutline:
+    """A chunk's place, for search: ``unit_start`` is the first line of the
+    definition it is one part of (None when it is whole); ``small`` says it has
+    fewer lines than asked while its file has a chunk that does not."""
+
+    kind: str
+    file_id: int
+    start_line: int
+    end_line: int
+    unit_start: int | None
+    small: bool
+
+
 FileRecord = tuple[int, int, str, str | None, str, str, str, int | None, int | None, str, str, str]
 """One chunk of a file as :meth:`Store.write_records` takes it: (start_line, end_line,
 kind, symbol, language, text, digest, unit_start, unit_end, FTS symbol, FTS body, FTS
@@ -421,23 +435,18 @@ class Store:
         )
         return {r[0]: ChunkRow(*r) for r in rows}
 
-    def kinds(
-        self, ids: Sequence[int], min_lines: int
-    ) -> dict[int, tuple[str, int, int | None, bool]]:
-        """(kind, file id, first line of its definition, small) of each chunk in
-        ``ids``. The line is None unless the chunk is one part of a definition split
-        over several; small says it has fewer than ``min_lines`` lines while its
-        file has a chunk that does not."""
+    def outlines(self, ids: Sequence[int], min_lines: int) -> dict[int, ChunkOutline]:
+        """What search needs to know of each chunk in ``ids`` beyond its score."""
         if not ids:
             return {}
         rows = self.reader().execute(
-            "SELECT c.id, c.kind, c.file_id, c.unit_start, c.end_line - c.start_line + 1 < ?1"
-            " AND EXISTS(SELECT 1 FROM chunks o WHERE o.file_id = c.file_id"
-            " AND o.end_line - o.start_line + 1 >= ?1)"
+            "SELECT c.id, c.kind, c.file_id, c.start_line, c.end_line, c.unit_start,"
+            " c.end_line - c.start_line + 1 < ?1 AND EXISTS(SELECT 1 FROM chunks o"
+            " WHERE o.file_id = c.file_id AND o.end_line - o.start_line + 1 >= ?1)"
             " FROM chunks c WHERE c.id IN (SELECT value FROM json_each(?2))",
             (min_lines, json_ids(ids)),
         )
-        return {r[0]: (r[1], r[2], r[3], bool(r[4])) for r in rows}
+        return {r[0]: ChunkOutline(r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows}
 
     def chunks_of(self, path: str) -> list[ChunkRow]:
         rows = self.reader().execute(
