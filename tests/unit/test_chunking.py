@@ -807,6 +807,12 @@ EXPECTED: dict[str, set[tuple[str, str | None]]] = {
 }
 
 
+@pytest.fixture
+def whole_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No joining of small pieces: for tests of how definitions are found and named."""
+    monkeypatch.setattr(chunking, "MIN_CHUNK_LINES", 1)
+
+
 def lines_of(text: str) -> list[str]:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines and lines[-1] == "":
@@ -845,6 +851,7 @@ def test_every_listed_language_is_structured() -> None:
     assert set(SAMPLES) == set(EXPECTED)
 
 
+@pytest.mark.usefixtures("whole_pieces")
 @pytest.mark.parametrize("language", sorted(SAMPLES))
 def test_sample_symbols_and_invariants(language: str) -> None:
     path, text = SAMPLES[language]
@@ -882,6 +889,7 @@ def test_crlf_and_tabs_keep_structure(language: str) -> None:
     check_invariants(crlf_text, crlf)
 
 
+@pytest.mark.usefixtures("whole_pieces")
 def test_python_definitions_under_a_condition_are_their_own_chunks() -> None:
     text = textwrap.dedent(
         """\
@@ -919,6 +927,7 @@ def test_python_definitions_under_a_condition_are_their_own_chunks() -> None:
     assert 'if __name__ == "__main__":' in chunks[-1].text
 
 
+@pytest.mark.usefixtures("whole_pieces")
 def test_python_decorators_docstrings_and_leading_comments() -> None:
     path, text = SAMPLES["python"]
     chunks = chunk_text(path, text)
@@ -942,6 +951,7 @@ def test_python_decorators_docstrings_and_leading_comments() -> None:
     assert 'if __name__ == "__main__":' in top[-1].text
 
 
+@pytest.mark.usefixtures("whole_pieces")
 def test_leading_doc_comments_and_attributes_belong_to_the_definition() -> None:
     rust = chunk_text(*SAMPLES["rust"])
     assert by_symbol(rust, "Ring").text.startswith("/// A fixed-capacity ring buffer.\n#[derive")
@@ -961,6 +971,7 @@ def test_leading_doc_comments_and_attributes_belong_to_the_definition() -> None:
     assert by_symbol(csharp, "Invoice").text.lstrip().startswith("/// <summary>")
 
 
+@pytest.mark.usefixtures("whole_pieces")
 def test_a_comment_after_a_blank_line_is_not_attached() -> None:
     text = "x = 1\n\n# about nothing in particular\n\ndef f():\n    return 1\n"
     chunks = chunk_text("m.py", text)
@@ -1048,6 +1059,7 @@ def long_function(n: int) -> str:
     return f"import os\n\n\ndef accumulate(values, factor=2):\n    total = 0\n{body}\n    return total\n"
 
 
+@pytest.mark.usefixtures("whole_pieces")
 def test_oversized_function_is_split_with_its_signature() -> None:
     text = long_function(150)
     chunks = chunk_text("big.py", text)
@@ -1070,6 +1082,7 @@ def test_oversized_function_is_split_with_its_signature() -> None:
     assert parts[-1].text.endswith("    return total")
 
 
+@pytest.mark.usefixtures("whole_pieces")
 def test_oversized_method_in_brace_language_keeps_the_closer_inside() -> None:
     stmts = "\n".join(f"        sum += weights[{i}] * inputs[{i}];" for i in range(120))
     text = (
@@ -1094,7 +1107,9 @@ def test_oversized_top_level_statement_is_split() -> None:
 
 
 def test_small_statements_are_grouped() -> None:
-    text = "\n".join(f"import mod{i}" for i in range(100)) + "\n\ndef f():\n    pass\n"
+    text = (
+        "\n".join(f"import mod{i}" for i in range(100)) + "\n\ndef f():\n    x = 1\n    return x\n"
+    )
     chunks = chunk_text("many.py", text)
     check_invariants(text, chunks)
     blocks = [c for c in chunks if c.kind == "block"]
@@ -1184,6 +1199,7 @@ def test_c_header_guards_do_not_hide_functions() -> None:
     assert {("function", "twice"), ("function", "thrice")} <= {(c.kind, c.symbol) for c in chunks}
 
 
+@pytest.mark.usefixtures("whole_pieces")
 @pytest.mark.parametrize(
     ("path", "text", "expected"),
     [
@@ -1412,6 +1428,7 @@ def test_mutated_samples_keep_invariants() -> None:
             check_invariants(mutated_text, chunk_text(path, mutated_text))
 
 
+@pytest.mark.usefixtures("whole_pieces")
 @pytest.mark.parametrize("path", ["handler.js", "handler.ts"])
 def test_an_anonymous_default_export_is_a_function_chunk(path: str) -> None:
     text = (
@@ -1426,3 +1443,100 @@ def test_an_anonymous_default_export_is_a_function_chunk(path: str) -> None:
     check_invariants(text, chunks)
     handler = [c for c in chunks if c.kind == "function"]
     assert len(handler) == 1 and (handler[0].start_line, handler[0].end_line) == (3, 7)
+
+
+# --- no fragments ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", sorted(set(SAMPLES) - {"markdown"}))
+def test_no_sample_chunk_is_under_three_lines(language: str) -> None:
+    """A lone signature, an `impl X {` header or a one-line function is not a chunk
+    of its own: it matches every query a little and answers none. Only a file's
+    first statements (imports) may stay small: they are no part of the definition
+    below them, and search leaves them out."""
+    path, text = SAMPLES[language]
+    chunks = chunk_text(path, text)
+    check_invariants(text, chunks)
+    small = [c for c in chunks if c.end_line - c.start_line + 1 < chunking.MIN_CHUNK_LINES]
+    assert all(c.kind == "block" and c is chunks[0] for c in small), small
+
+
+def test_a_header_joins_its_first_member_and_tiny_functions_keep_their_names() -> None:
+    text = textwrap.dedent(
+        """\
+        pub struct Ring {
+            items: Vec<u32>,
+        }
+
+        impl Ring {
+            pub fn len(&self) -> usize { self.items.len() }
+            pub fn is_empty(&self) -> bool { self.items.is_empty() }
+
+            pub fn push(&mut self, item: u32) {
+                self.items.push(item);
+                self.items.rotate_left(1);
+            }
+        }
+        """
+    )
+    chunks = chunk_text("ring.rs", text)
+    check_invariants(text, chunks)
+    assert all(c.end_line - c.start_line + 1 >= 3 for c in chunks)
+    assert not any(c.kind == "impl" for c in chunks)
+    (first,) = [c for c in chunks if c.start_line == 5]
+    assert first.text.startswith("impl Ring {\n    pub fn len")
+    assert first.symbol == "Ring.len" and "Ring.is_empty" in first.also
+    assert by_symbol(chunks, "Ring.push").end_line == 13
+
+
+def test_a_long_docstring_does_not_split_a_short_function() -> None:
+    doc = "\n".join(f"    Explains step {i} of the algorithm in some detail." for i in range(80))
+    text = f'def solve(grid):\n    """Solve the puzzle.\n\n{doc}\n    """\n    return search(grid, 0)\n'
+    chunks = chunk_text("solve.py", text)
+    check_invariants(text, chunks)
+    assert [(c.symbol, c.start_line, c.end_line) for c in chunks] == [
+        ("solve", 1, len(lines_of(text)))
+    ]
+
+
+def test_the_parts_of_a_split_function_name_its_whole_range() -> None:
+    text = long_function(150)
+    chunks = chunk_text("big.py", text)
+    parts = [c for c in chunks if c.symbol == "accumulate"]
+    assert len(parts) >= 3
+    whole = (parts[0].start_line, parts[-1].end_line)
+    assert all((p.unit_start, p.unit_end) == whole for p in parts)
+    assert all(c.unit_start is None for c in chunks if c.symbol != "accumulate")
+
+
+def test_javascript_assignments_define_functions_and_methods() -> None:
+    text = textwrap.dedent(
+        """\
+        /**
+         * Run the given suite.
+         */
+
+        Runner.prototype.runSuite = function (suite, fn) {
+          this.emit('suite', suite);
+          fn();
+        };
+
+        module.exports = {
+          get fresh () {
+            const s = this.status;
+            return s >= 200 && s < 300;
+          },
+
+          accepts: function (...args) {
+            const accept = this.accept;
+            return accept.types(...args);
+          },
+        };
+        """
+    )
+    chunks = chunk_text("lib/runner.js", text)
+    check_invariants(text, chunks)
+    run = by_symbol(chunks, "Runner.runSuite")
+    assert run.kind == "method" and run.start_line == 1  # its doc comment, past the blank line
+    assert by_symbol(chunks, "module.exports.fresh").start_line == 10  # with `module.exports = {`
+    assert by_symbol(chunks, "module.exports.accepts").kind == "function"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -178,7 +179,7 @@ def test_buffers_are_indexed_instead_of_disk(ws: Path, fake_embedder: FakeEmbedd
     index.refresh()
     text = (
         ws / "src/http.py"
-    ).read_text() + "\ndef frobnicate_widgets():\n    return 'frobnicate'\n"
+    ).read_text() + "\ndef frobnicate_widgets():\n    word = 'frobnicate'\n    return word\n"
     assert index.set_buffer(ws / "src/http.py", text)
     index.embed_pending()
     assert index.search("frobnicate widgets", mode="lexical").results[0].symbol in (
@@ -232,13 +233,16 @@ def test_embed_budget_leaves_the_rest_pending_for_the_next_run(
 def test_a_line_between_functions_means_the_nearest_one(tmp_path: Path) -> None:
     ws = write_tree(
         tmp_path / "gap",
-        {"two.py": "def first():\n    return 1\n\n\ndef second():\n    return 2\n"},
+        {
+            "two.py": "def first():\n    x = 1\n    return x\n\n\n"
+            "def second():\n    x = 2\n    return x\n"
+        },
     )
     index = Index(ws)
     index.refresh(embed=False)
-    # The blank gap (lines 3-4): the closer function.
-    assert index.chunk_at("two.py", 3).symbol == "first"
-    assert index.chunk_at("two.py", 4).symbol == "second"
+    # The blank gap (lines 4-5): the closer function.
+    assert index.chunk_at("two.py", 4).symbol == "first"
+    assert index.chunk_at("two.py", 5).symbol == "second"
     assert index.chunk_at("two.py", 1).symbol == "first"
     with pytest.raises(LocationError):
         index.chunk_at("two.py", 40)
@@ -464,3 +468,48 @@ def test_while_another_run_holds_the_index_a_refresh_does_nothing_and_says_who(
     assert not index.search("fetch url retries", mode="lexical").notes
     other.close()
     index.close()
+
+
+def test_a_split_function_answers_once_with_its_whole_range(tmp_path: Path) -> None:
+    steps = "\n".join(f"    total += reconcile_ledger_step({i})" for i in range(150))
+    ws = write_tree(
+        tmp_path / "big",
+        {"ledger.py": f"def reconcile(entries):\n    total = 0\n{steps}\n    return total\n"},
+    )
+    index = Index(ws)
+    index.refresh(embed=False)
+    assert len(index.store.chunks_of("ledger.py")) >= 3
+    hits = index.search("reconcile ledger step", mode="lexical").results
+    assert [(h.symbol, h.start_line, h.end_line) for h in hits] == [("reconcile", 1, 153)]
+
+
+def test_scores_are_evidence_on_a_fixed_scale(ws: Path, fake_embedder: FakeEmbedder) -> None:
+    """The best result reads its own evidence, not 1.0; weak evidence says so."""
+    from kenning.engine.search import WEAK_EVIDENCE, evidence
+
+    index = Index(ws, embedder=fake_embedder)
+    index.refresh()
+    result = index.search("fetch url retrying connection errors")
+    top = result.results[0]
+    assert top.symbol == "fetch_with_retries"
+    expected = evidence(top.explain["bm25"], top.explain["similarity"], 0.5)  # type: ignore[arg-type]
+    assert top.score == pytest.approx(expected, abs=1e-3) and 0.0 < top.score < 1.0
+    assert [h.score for h in result.results] == sorted(
+        (h.score for h in result.results), reverse=True
+    )
+    weak = index.search("zebra")
+    assert weak.results and weak.results[0].score < WEAK_EVIDENCE
+    assert any("no strong match" in note for note in weak.notes)
+
+
+def test_overlapping_line_windows_answer_once(tmp_path: Path) -> None:
+    """Fallback windows share lines by design; a result list shows each line once."""
+    lines = "\n".join(f"setting_{i} = quartermaster value {i}" for i in range(120))
+    ws = write_tree(tmp_path / "cfg", {"settings.conf": lines + "\n"})
+    index = Index(ws)
+    index.refresh(embed=False)
+    assert len(index.store.chunks_of("settings.conf")) >= 3
+    hits = index.search("quartermaster value", mode="lexical").results
+    spans = sorted((h.start_line, h.end_line) for h in hits)
+    assert len(spans) >= 2
+    assert all(b[0] > a[1] for a, b in itertools.pairwise(spans))

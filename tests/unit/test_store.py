@@ -40,6 +40,46 @@ def test_migrations_run_in_order_from_an_older_index(tmp_path: Path) -> None:
     assert store.get_meta("kept") == "yes"
 
 
+def test_an_index_of_the_old_chunks_is_chunked_and_embedded_again(tmp_path: Path) -> None:
+    """Schema 3 changed what a chunk is and what is embedded with it: an index
+    written before it opens, keeps its files' rows, and its next refresh chunks
+    and embeds every file again (once), with nothing of the old chunks left."""
+    from tests.conftest import FakeEmbedder
+
+    ws = write_tree(tmp_path / "ws", {"a.py": "def f():\n    x = 1\n    return x\n"})
+    path = index_path(ws.resolve(), tmp_path / "home")
+    path.parent.mkdir(parents=True)
+    conn = apsw.Connection(str(path))
+    with conn:
+        for number, sql in MIGRATIONS[:2]:
+            conn.execute(sql)
+            conn.execute(f"PRAGMA user_version = {number}")
+        st = (ws / "a.py").stat()
+        conn.execute(
+            "INSERT INTO files(id, path, language, size, mtime_ns, hash, indexed_at)"
+            " VALUES (1, 'a.py', 'python', ?, ?, 'old-hash', 0)",
+            (st.st_size, st.st_mtime_ns),
+        )
+        conn.execute(
+            "INSERT INTO chunks(id, file_id, ord, start_line, end_line, kind, symbol, language,"
+            " digest, text, has_vector) VALUES (7, 1, 0, 1, 3, 'function', 'f', 'python', 'd',"
+            " 'def f():', 1)"
+        )
+        conn.execute("INSERT INTO vectors(chunk_id, bits, vec) VALUES (7, x'00', x'00000000')")
+        conn.execute("INSERT INTO chunks_fts(rowid, symbol, body, path) VALUES (7, 'f', 'f', 'a')")
+    conn.close()
+    embedder = FakeEmbedder()
+    index = Index(ws, embedder=embedder, home=tmp_path / "home")
+    assert index.store.schema_version == SCHEMA_VERSION
+    assert index.store.counts()["chunks"] == 0
+    report = index.refresh()
+    assert (report.changed, report.chunks, report.embedded, report.pending) == (1, 1, 1, 0)
+    (hit,) = index.search("f", mode="lexical").results
+    assert (hit.path, hit.start_line, hit.end_line, hit.symbol) == ("a.py", 1, 3, "f")
+    assert index.refresh().changed == 0  # once
+    index.close()
+
+
 def test_an_index_from_a_newer_kenning_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "i.db"
     Store(path).close()

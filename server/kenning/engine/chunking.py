@@ -69,7 +69,7 @@ from kenning.engine.languages import (
     detect_language,
 )
 from kenning.engine.scan import content_skip_reason, decode_text
-from kenning.engine.text import fts_symbol, fts_text
+from kenning.engine.text import fts_columns
 from kenning.engine.types import Chunk
 
 if TYPE_CHECKING:
@@ -99,6 +99,13 @@ MAX_UNIT_LINES = 60
 """A definition longer than this is split at statement boundaries."""
 MAX_UNIT_CHARS = 2000
 """...and so is one with more characters than this."""
+MAX_DOC_UNIT_LINES = 2 * MAX_UNIT_LINES
+MAX_DOC_UNIT_CHARS = 3 * MAX_UNIT_CHARS
+"""A definition whose code is within the limits above stays whole up to these sizes,
+its docstring and doc comments included."""
+MIN_CHUNK_LINES = 3
+"""A piece shorter than this (a lone signature line, an ``impl X {`` header, a one-line
+function) joins a neighbour rather than stand alone: it matches every query a little."""
 MAX_BLOCK_LINES = 40
 """Top-level statements between definitions are grouped into blocks of at most this."""
 WINDOW_LINES = 40
@@ -185,9 +192,11 @@ def chunk_text(path: str, text: str, language: str | None = None) -> list[Chunk]
     return [Chunk(path, *r) for r in chunk_records(path, text, language)]
 
 
-ChunkRecord = tuple[int, int, str, str | None, str, str, str]
+ChunkRecord = tuple[
+    int, int, str, str | None, str, str, str, int | None, int | None, tuple[str, ...]
+]
 """A chunk without its path, fields in :class:`Chunk` order: (start_line, end_line,
-kind, symbol, language, text, digest)."""
+kind, symbol, language, text, digest, unit_start, unit_end, also)."""
 
 
 def chunk_records(path: str, text: str, language: str | None = None) -> list[ChunkRecord]:
@@ -209,27 +218,32 @@ def chunk_records(path: str, text: str, language: str | None = None) -> list[Chu
     try:
         if spec is not None:
             pieces = _Tree(spec, lines, cum).pieces(text)
+            if pieces is not None:
+                pieces = _merge_small(_fill_gaps(_trim(pieces, lines), lines, cum), cum)
         elif language == "markdown":
-            pieces = _markdown(lines, cum)
-        if pieces is not None:
-            pieces = _fill_gaps(_trim(pieces, lines), lines, cum)
+            pieces = _fill_gaps(_trim(_markdown(lines, cum), lines), lines, cum)
     except Exception:  # a grammar quirk must cost structure, never the file
         log.warning("chunking %s as %s failed; using line windows", path, language, exc_info=True)
         pieces = None
     if pieces is None:
         pieces = [
-            [s, e, "window", None, None]
+            [s, e, "window", None, None, None, None, False]
             for s, e in _windows(
                 lines, cum, 0, len(lines) - 1, WINDOW_LINES, WINDOW_CHARS, WINDOW_OVERLAP
             )
         ]
     out = []
-    for s, e, kind, symbol, prefix in pieces:
+    for p in pieces:
+        s, e, kind, symbol, prefix, unit = p[:6]
         # The text's lines s..e, newlines included: one slice, no join.
         body = text[cum[s] : cum[e + 1] - 1]
         if prefix:
             body = f"{prefix}\n{body}"
-        out.append((s + 1, e + 1, kind, symbol, language, body, digest_text(body)))
+        us = ue = None
+        if unit is not None and (unit.start < s or unit.end > e):
+            us, ue = unit.start + 1, unit.end + 1
+        also = p[8] if len(p) > 8 else ()
+        out.append((s + 1, e + 1, kind, symbol, language, body, digest_text(body), us, ue, also))
     return out
 
 
@@ -292,17 +306,109 @@ def _fill_gaps(
     pieces.sort(key=lambda p: p[0])
     out: list[list[Any]] = []
     covered = -1
-    for p in [*pieces, [len(lines), len(lines), None, None, None]]:
+    for p in [*pieces, [len(lines), len(lines), None]]:
         if p[0] > covered + 1:
             for s, e in _windows(
                 lines, cum, covered + 1, p[0] - 1, MAX_BLOCK_LINES, MAX_UNIT_CHARS, 0
             ):
-                out.append([s, e, "block", None, None])
+                out.append([s, e, "block", None, None, None, None, False])
         if p[2] is None:
             break
         out.append(p)
         covered = max(covered, p[1])
     return out
+
+
+def _merge_small(pieces: list[list[Any]], cum: Sequence[int]) -> list[list[Any]]:
+    """Join every piece under ``MIN_CHUNK_LINES`` to a neighbour, while the two fit.
+
+    The neighbour is, first, another part of the same definition; then, for a
+    class's header or its fields after the methods, the member next to it; then a
+    sibling in the same definition (or that definition's own part); then whichever
+    is next to it. Parts of definitions go first and loose statements last, each
+    smallest first, so a header joins its class before a stray line joins either.
+    Loose statements never join the definition below them (an import is not part
+    of the function after it): one that has nothing else to join stays small, and
+    search leaves it out of answers (see search.Searcher).
+    """
+    if len(pieces) < 2:
+        return pieces
+    while True:
+        small = [i for i, p in enumerate(pieces) if p[1] - p[0] + 1 < MIN_CHUNK_LINES]
+        if not small:
+            return pieces
+        small.sort(key=lambda i: (pieces[i][2] == "block", pieces[i][1] - pieces[i][0]))
+        for i in small:
+            j = _partner(pieces, i, cum)
+            if j is not None:
+                a, b = min(i, j), max(i, j)
+                pieces[a] = _join(pieces[a], pieces[b])
+                del pieces[b]
+                break
+        else:
+            return pieces
+
+
+MERGE_TINY_DEFINITIONS = True
+
+
+def _partner(pieces: list[list[Any]], i: int, cum: Sequence[int]) -> int | None:
+    p = pieces[i]
+    s, e, unit, parent = p[0], p[1], p[5], p[6]
+    if not MERGE_TINY_DEFINITIONS and unit is None and p[2] != "block":
+        return None
+    near = [j for j in (i - 1, i + 1) if 0 <= j < len(pieces)]
+    order: list[int] = []
+    if unit is not None:
+        order += [j for j in near if pieces[j][5] is unit]
+        members = [j for j in near if pieces[j][6] is unit]
+        order += members[::-1] if p[7] else members
+    if p[2] == "block" and unit is None:
+        # Statements after a definition (`module.exports = Foo;`) are its tail;
+        # imports above one are not its head: they join only other statements.
+        near = [j for j in near if j < i or pieces[j][2] == "block"]
+    order += [
+        j
+        for j in near
+        if (pieces[j][6] is parent and pieces[j][5] is None)
+        or (parent is not None and pieces[j][5] is parent)
+    ]
+    order += near
+    for j in dict.fromkeys(order):
+        q = pieces[j]
+        lo, hi = min(s, q[0]), max(e, q[1])
+        if hi - lo < MAX_DOC_UNIT_LINES and cum[hi + 1] - cum[lo] <= MAX_DOC_UNIT_CHARS:
+            return j
+    return None
+
+
+def _join(first: list[Any], second: list[Any]) -> list[Any]:
+    """Two neighbouring pieces as one, named after the one that is a definition of
+    its own (else the longer). It keeps a signature prefix only when its first
+    lines are a later part of that same definition."""
+
+    def weight(p: list[Any]) -> tuple[bool, int]:
+        return (p[5] is None and p[2] != "block", p[1] - p[0])
+
+    main = second if weight(second) > weight(first) else first
+    joined = list(main)
+    joined[0] = min(first[0], second[0])
+    joined[1] = max(first[1], second[1])
+    same = first is main or (first[5] is not None and first[5] is main[5])
+    joined[4] = first[4] if same else None
+    joined[7] = first[7] if same else main[7]
+    unit = main[5]
+    if unit is not None:  # a definition's range holds every line its parts took in
+        unit.start = min(unit.start, joined[0])
+        unit.end = max(unit.end, joined[1])
+    # The other piece's definitions stay findable by name (see ChunkRecord).
+    other = second if main is first else first
+    also = [*(main[8] if len(main) > 8 else ()), *(other[8] if len(other) > 8 else ())]
+    if other[3] and other[3] != main[3]:
+        also.append(other[3])
+    if also:
+        joined[8:] = [tuple(dict.fromkeys(a for a in also if a != main[3]))]
+    return joined
 
 
 # --- markdown -----------------------------------------------------------------------
@@ -356,13 +462,15 @@ def _markdown(lines: Sequence[str], cum: Sequence[int]) -> list[list[Any]]:
         if e < s:
             continue
         if e - s + 1 <= MAX_UNIT_LINES and cum[e + 1] - cum[s] <= MAX_UNIT_CHARS:
-            pieces.append([s, e, "section", title, None])
+            pieces.append([s, e, "section", title, None, None, None, False])
             continue
         prefix = lines[hrow].strip() if hrow >= 0 else None
         for w, (ws, we) in enumerate(
             _windows(lines, cum, s, e, WINDOW_LINES, WINDOW_CHARS, WINDOW_OVERLAP)
         ):
-            pieces.append([ws, we, "section", title, prefix if w and ws > hrow else None])
+            pieces.append(
+                [ws, we, "section", title, prefix if w and ws > hrow else None, None, None, False]
+            )
     return pieces
 
 
@@ -399,20 +507,47 @@ def _text(node: Any | None) -> str | None:
     return " ".join(_node_bytes(node).decode("utf-8", "replace").split()) or None
 
 
+def _docstring(body: Any | None) -> Any | None:
+    """The string literal that opens a body (a Python docstring), if any."""
+    if body is None:
+        return None
+    for child in body.named_children:
+        if child.type == "comment":
+            continue
+        if child.type == "expression_statement" and child.named_child_count == 1:
+            child = child.named_children[0]
+        return child if child.type in ("string", "concatenated_string") else None
+    return None
+
+
 class _Owner:
     """A definition whose lines are spread over several items (a class around its
-    methods, or a function too big for one chunk)."""
+    methods, or a function too big for one chunk): its rows ``start..end``, and the
+    definition it sits in (``parent``)."""
 
-    __slots__ = ("kind", "signature", "symbol")
+    __slots__ = ("container", "end", "kind", "parent", "signature", "start", "symbol")
 
-    def __init__(self, kind: str, symbol: str | None, signature: str) -> None:
+    def __init__(
+        self,
+        kind: str,
+        symbol: str | None,
+        signature: str,
+        start: int,
+        end: int,
+        parent: _Owner | None,
+        container: bool,
+    ) -> None:
         self.kind = kind
         self.symbol = symbol
         self.signature = signature
+        self.start = start
+        self.end = end
+        self.parent = parent
+        self.container = container
 
 
 # Items, in document order:
-#   ("u", start, end, kind, symbol): a whole definition that fits in one chunk
+#   ("u", start, end, kind, symbol, owner): a whole definition that fits in one chunk
 #   ("f", start, end, owner, node, header, depth): lines of `owner` (None: top level)
 #   that are not definitions; `node` lets an oversized item be split along its children.
 Item = tuple[Any, ...]
@@ -471,6 +606,30 @@ class _Tree:
     def _fits(self, s: int, e: int, max_lines: int) -> bool:
         cum = self.cum
         return e - s < max_lines and cum[e + 1] - cum[s] <= MAX_UNIT_CHARS
+
+    def _code_fits(self, start: int, end: int, decl: Any, body: Any | None) -> bool:
+        """Whether a definition stays one chunk: its code within the unit limits, and
+        the whole of it, comments and docstring included, within twice those.
+
+        A long docstring or doc comment is what a reader (and a query) most wants
+        next to the code; counting it would split a short function into a lone
+        signature line and a few stray statements.
+        """
+        if self._fits(start, end, MAX_UNIT_LINES):
+            return True
+        cum = self.cum
+        if end - start >= MAX_DOC_UNIT_LINES or cum[end + 1] - cum[start] > MAX_DOC_UNIT_CHARS:
+            return False
+        code_start = max(start, min(decl.start_point[0], end))
+        lines = end - code_start + 1
+        chars = cum[end + 1] - cum[code_start]
+        doc = _docstring(body)
+        if doc is not None:
+            ds, de = _rows(doc, self.last)
+            if code_start <= ds <= de <= end:
+                lines -= de - ds + 1
+                chars -= cum[de + 1] - cum[ds]
+        return lines <= MAX_UNIT_LINES and chars <= MAX_UNIT_CHARS
 
     def _trivial(self, s: int, e: int) -> bool:
         if e - s > 2:
@@ -536,6 +695,15 @@ class _Tree:
         e = min(e, s + SIGNATURE_MAX_LINES - 1, len(self.lines) - 1)
         return "\n".join(self.lines[s : e + 1])
 
+    def _doc_above(self, s: int, e: int, below: int) -> bool:
+        """Whether comment rows ``s..e`` are a doc comment (``/**``, ``///``) for the
+        definition at row ``below``, with no more than two blank lines between."""
+        lines = self.lines
+        if below - e > 3 or not all(_is_blank(lines[r]) for r in range(e + 1, below)):
+            return False
+        head = lines[s].lstrip()
+        return head.startswith(("/**", "///")) and not head.startswith("////")
+
     # -- the walk -----------------------------------------------------------------
     def _attachable(self, node: Any) -> bool:
         prefixes = self.spec.attach_prefixes
@@ -584,7 +752,7 @@ class _Tree:
             )
             start = sr
             if pend_s >= 0:
-                if found is not None and sr <= pend_e + 1:
+                if found is not None and (sr <= pend_e + 1 or self._doc_above(pend_s, pend_e, sr)):
                     start = pend_s
                 else:
                     items.append(("f", pend_s, pend_e, owner, None, False, 0))
@@ -619,7 +787,7 @@ class _Tree:
                     items.append(("f", start, end, owner, decl, False, 0))
                     return
             else:
-                inner = _Owner(kind, symbol, self._signature(decl, body))
+                inner = _Owner(kind, symbol, self._signature(decl, body), start, end, owner, True)
                 header_end = self._header_end(decl.start_point[0], body)
                 items.append(("f", start, header_end, inner, None, True, 0))
                 self._walk(body.children, inner, symbol if d.scoped else scope, depth + 1, 0)
@@ -627,11 +795,11 @@ class _Tree:
                 if end > body_end:
                     items.append(("f", body_end + 1, end, inner, None, False, 0))
                 return
-        if self._fits(start, end, MAX_UNIT_LINES):
-            items.append(("u", start, end, kind, symbol))
-            return
         body = self._body(decl)
-        big = _Owner(kind, symbol, self._signature(decl, body))
+        if self._code_fits(start, end, decl, body):
+            items.append(("u", start, end, kind, symbol, owner))
+            return
+        big = _Owner(kind, symbol, self._signature(decl, body), start, end, owner, False)
         if body is None:
             items.append(("f", start, end, big, decl, True, 0))
             return
@@ -660,9 +828,20 @@ class _Tree:
                 pieces[-1][1] = max(pieces[-1][1], e)
                 return
             if owner is None:
-                pieces.append([s, e, "block", None, None])
+                pieces.append([s, e, "block", None, None, None, None, False])
             else:
-                pieces.append([s, e, owner.kind, owner.symbol, None if header else owner.signature])
+                pieces.append(
+                    [
+                        s,
+                        e,
+                        owner.kind,
+                        owner.symbol,
+                        None if header else owner.signature,
+                        owner,
+                        owner.parent,
+                        header,
+                    ]
+                )
 
         cum = self.cum
         last = self.last
@@ -671,11 +850,11 @@ class _Tree:
         while stack:
             item = stack.pop()
             if item[0] == "u":
-                _, s, e, kind, symbol = item
+                _, s, e, kind, symbol, parent = item
                 close()
                 if e <= last_end:
                     continue  # wholly on lines already taken (`class A {} class B {}`)
-                pieces.append([s, e, kind, symbol, None])
+                pieces.append([s, e, kind, symbol, None, None, parent, False])
                 last_end = e
                 continue
             _, s, e, owner, node, header, depth = item
@@ -855,22 +1034,64 @@ _JS_FUNCTION_VALUES = frozenset(
 )
 _JS_FN = Def("function")
 _JS_CLASS = Def("class", container=True)
+_JS_METHOD = Def("method")
+# An object literal of functions (`module.exports = { get(k) {...}, ... }`): its
+# members are found like a module's.
+_JS_OBJECT = Def("module", container=True)
 
 
 def _js_hook(node: Any) -> Resolved | None:
-    if node.type not in ("lexical_declaration", "variable_declaration"):
+    t = node.type
+    if t == "expression_statement" and node.named_child_count == 1:
+        node = node.named_children[0]
+        t = node.type
+    if t == "assignment_expression":
+        # `Runner.prototype.run = function () {}`, `module.exports = { ... }`
+        left = node.child_by_field_name("left")
+        if left is None or left.type not in ("member_expression", "identifier"):
+            return None
+        name = _text(left)
+        if name and ".prototype." in name:
+            name = name.replace(".prototype.", ".")
+            return _js_value(node.child_by_field_name("right"), name, node, _JS_METHOD)
+        return _js_value(node.child_by_field_name("right"), name, node)
+    if t == "pair":  # `{ parse: function (s) {...} }`
+        value = node.child_by_field_name("value")
+        if value is None or value.type not in _JS_FUNCTION_VALUES:
+            return None
+        key = _text(node.child_by_field_name("key"))
+        return _JS_FN, key.strip("'\"") if key else key, value
+    if t not in ("lexical_declaration", "variable_declaration"):
         return None
     declarators = [c for c in node.named_children if c.type == "variable_declarator"]
     if len(declarators) != 1:
         return None
-    value = declarators[0].child_by_field_name("value")
+    name = _text(declarators[0].child_by_field_name("name"))
+    return _js_value(declarators[0].child_by_field_name("value"), name, declarators[0])
+
+
+def _js_value(
+    value: Any | None, name: str | None, holder: Any, fn: Def | None = None
+) -> Resolved | None:
+    """What a value bound to ``name`` defines: a function, a class, or an object of
+    methods (``holder``, the binding, is the container: its body is the object)."""
     if value is None:
         return None
-    name = _text(declarators[0].child_by_field_name("name"))
     if value.type in _JS_FUNCTION_VALUES:
-        return _JS_FN, name, value
+        return fn or _JS_FN, name, value
     if value.type == "class":
-        return _JS_CLASS, name, value
+        # `module.exports = class Http {}`: the class's own name says more.
+        return _JS_CLASS, _text(value.child_by_field_name("name")) or name, value
+    if value.type == "object" and any(
+        c.type == "method_definition"
+        or (
+            c.type == "pair"
+            and (v := c.child_by_field_name("value")) is not None
+            and v.type in _JS_FUNCTION_VALUES
+        )
+        for c in value.named_children
+    ):
+        return _JS_OBJECT, name, holder
     return None
 
 
@@ -965,8 +1186,7 @@ def prepare_text(rel: str, text: str, size: int, mtime_ns: int, digest: str) -> 
     try:
         language = detect_language(rel, text[:200].partition("\n")[0]) or "text"
         records = [
-            (*r, fts_symbol(r[3]) if r[3] else "", fts_text(r[5]))
-            for r in chunk_records(rel, text, language)
+            (*r[:9], *fts_columns(r[3], r[9], r[5])) for r in chunk_records(rel, text, language)
         ]
     except Exception as exc:  # a chunker bug must cost one file, never the run
         log.warning("chunking %s failed: %s", rel, exc)

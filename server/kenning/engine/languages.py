@@ -361,16 +361,20 @@ SPECS: dict[str, LanguageSpec] = {
         "javascript",
         _JS_DEFS,
         wrappers=frozenset({"export_statement"}),
+        # The object of `module.exports = {...}`, walked for its methods.
+        body_types=frozenset({"object"}),
     ),
     "typescript": LanguageSpec(
         "typescript",
         _TS_DEFS,
         wrappers=frozenset({"export_statement", "ambient_declaration", "expression_statement"}),
+        body_types=frozenset({"object"}),
     ),
     "tsx": LanguageSpec(
         "tsx",
         _TS_DEFS,
         wrappers=frozenset({"export_statement", "ambient_declaration", "expression_statement"}),
+        body_types=frozenset({"object"}),
     ),
     "go": LanguageSpec(
         "go",

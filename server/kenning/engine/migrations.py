@@ -79,6 +79,36 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        3,
+        """
+        -- Chunks 3: no piece under three lines, a definition's size counted
+        -- without its docstring, the parts of a split definition named by its
+        -- whole range (unit_start, unit_end), and a header (path, kind,
+        -- symbol) embedded with the code; the FTS index gains a column for the
+        -- definition's own name. Every file is chunked and embedded again by
+        -- the next refresh: its hash and mtime no longer match.
+        DROP TRIGGER vectors_gone;
+        DELETE FROM vectors;
+        DELETE FROM vector_tombstones;
+        CREATE TRIGGER vectors_gone AFTER DELETE ON vectors BEGIN
+            INSERT INTO vector_tombstones(chunk_id) VALUES (old.chunk_id);
+        END;
+        DELETE FROM signatures;
+        DELETE FROM chunks;
+        DROP TABLE chunks_fts;
+        ALTER TABLE chunks ADD COLUMN unit_start INTEGER;
+        ALTER TABLE chunks ADD COLUMN unit_end INTEGER;
+        UPDATE files SET hash = NULL, mtime_ns = -1 WHERE skip_reason IS NULL;
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            symbol, body, path, name,
+            content='', contentless_delete=1,
+            tokenize='porter unicode61 remove_diacritics 2'
+        );
+        INSERT INTO meta(key, value) VALUES ('vector_epoch', '1') ON CONFLICT(key)
+            DO UPDATE SET value = CAST(value AS INTEGER) + 1;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -25,7 +25,7 @@ import sqlite_vec
 
 from kenning.engine.home import sqlite_problem
 from kenning.engine.migrations import MIGRATIONS, SCHEMA_VERSION
-from kenning.engine.text import fts_symbol, fts_text
+from kenning.engine.text import fts_columns, fts_path, fts_text
 from kenning.engine.types import Chunk
 from kenning.errors import HomeError, IndexBusyError, IndexCorruptError
 
@@ -36,8 +36,11 @@ LEXICAL_BUDGET = 5_000
 # how long a list is reused before it is computed again.
 CHAMPIONS = 500
 CHAMPION_TTL_S = 600.0
-# Column weights: a word in a chunk's symbol counts 4x, in its path 2x.
-_BM25 = "bm25(chunks_fts, 4.0, 1.0, 2.0)"
+# Column weights, in the order of the chunks_fts columns: a word of a chunk's
+# qualified symbol counts 4x, of its path 2x, of the definition's own name 6x
+# (tuned on the dev benchmark; from 4 to 8 for names all within 0.002 MRR@10).
+BM25_WEIGHTS = (4.0, 1.0, 2.0, 6.0)
+_BM25 = "bm25(chunks_fts, {})".format(", ".join(map(str, BM25_WEIGHTS)))
 # As in the chunks_fts definition (migrations.py).
 _FTS_TOKENIZER_ARGS = ("unicode61", "remove_diacritics", "2")
 
@@ -64,16 +67,33 @@ class ChunkRow:
     language: str
     digest: str
     text: str
+    unit_start: int | None = None
+    unit_end: int | None = None
 
 
-FileRecord = tuple[int, int, str, str | None, str, str, str, str, str]
+@dataclass(frozen=True, slots=True)
+class ChunkOutline:
+    """A chunk's place, for search: ``unit_start`` is the first line of the
+    definition it is one part of (None when it is whole); ``small`` says it has
+    fewer lines than asked while its file has a chunk that does not."""
+
+    kind: str
+    file_id: int
+    start_line: int
+    end_line: int
+    unit_start: int | None
+    small: bool
+
+
+FileRecord = tuple[int, int, str, str | None, str, str, str, int | None, int | None, str, str, str]
 """One chunk of a file as :meth:`Store.write_records` takes it: (start_line, end_line,
-kind, symbol, language, text, digest, FTS symbol, FTS body); the FTS columns are
-``text.fts_symbol(symbol)`` and ``text.fts_text(text)``, computed by the caller (an
-indexing worker process)."""
+kind, symbol, language, text, digest, unit_start, unit_end, FTS symbol, FTS body, FTS
+name); the FTS columns are ``text.fts_symbol(symbol)``, ``text.fts_text(text)`` and
+``text.fts_name(symbol)``, computed by the caller (an indexing worker process)."""
 
 _CHUNK_COLS = (
-    "c.id, f.path, c.start_line, c.end_line, c.kind, c.symbol, c.language, c.digest, c.text"
+    "c.id, f.path, c.start_line, c.end_line, c.kind, c.symbol, c.language, c.digest, c.text,"
+    " c.unit_start, c.unit_end"
 )
 
 
@@ -255,17 +275,28 @@ class Store:
         content_hash: str,
         language: str,
         chunks: Sequence[Chunk],
-        fts: Sequence[tuple[str, str]] | None = None,
+        fts: Sequence[tuple[str, str, str]] | None = None,
     ) -> None:
         """Replace a file's chunks and FTS rows in one transaction.
 
-        ``fts`` holds each chunk's (symbol, body) as the FTS index takes them,
+        ``fts`` holds each chunk's (symbol, body, name) as the FTS index takes them,
         when a worker process has already computed them.
         """
         if fts is None:
-            fts = [(fts_symbol(ch.symbol or ""), fts_text(ch.text)) for ch in chunks]
+            fts = [fts_columns(ch.symbol, ch.also, ch.text) for ch in chunks]
         records = [
-            (ch.start_line, ch.end_line, ch.kind, ch.symbol, ch.language, ch.text, ch.digest, *f)
+            (
+                ch.start_line,
+                ch.end_line,
+                ch.kind,
+                ch.symbol,
+                ch.language,
+                ch.text,
+                ch.digest,
+                ch.unit_start,
+                ch.unit_end,
+                *f,
+            )
             for ch, f in zip(chunks, fts, strict=True)
         ]
         self.write_records(path, size, mtime_ns, content_hash, language, records)
@@ -282,7 +313,9 @@ class Store:
         """:meth:`write_file` for chunks given as :data:`FileRecord` tuples."""
         with self.write() as db:
             existed = db.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
-            kept: dict[str, tuple[bytes, bytes]] = {}
+            # Keyed by what is embedded: the text and the kind and symbol in its
+            # header (see text.embed_input; the path is this file's).
+            kept: dict[tuple[str, str, str | None], tuple[bytes, bytes]] = {}
             if existed is None:
                 file_id = self._file_row(
                     db, None, path, language, size, mtime_ns, content_hash, None
@@ -292,9 +325,9 @@ class Store:
                 # Chunks whose text did not change keep their vectors: an edit to
                 # one function re-embeds that function only.
                 kept = {
-                    r[0]: (r[1], r[2])
+                    (r[0], r[1], r[2]): (r[3], r[4])
                     for r in db.execute(
-                        "SELECT c.digest, v.bits, v.vec FROM chunks c JOIN vectors v"
+                        "SELECT c.digest, c.kind, c.symbol, v.bits, v.vec FROM chunks c JOIN vectors v"
                         " ON v.chunk_id = c.id WHERE c.file_id = ?",
                         (file_id,),
                     )
@@ -306,17 +339,26 @@ class Store:
             base = self._next_chunk_id(db)
             db.executemany(
                 "INSERT INTO chunks(id, file_id, ord, start_line, end_line, kind, symbol,"
-                " language, text, digest, has_vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(base + n, file_id, n, *r[:7], int(r[6] in kept)) for n, r in enumerate(records)],
+                " language, text, digest, unit_start, unit_end, has_vector)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (base + n, file_id, n, *r[:9], int((r[6], r[2], r[3]) in kept))
+                    for n, r in enumerate(records)
+                ],
             )
+            fts_path_words = fts_path(path)
             db.executemany(
-                "INSERT INTO chunks_fts(rowid, symbol, body, path) VALUES (?, ?, ?, ?)",
-                [(base + n, r[7], r[8], path) for n, r in enumerate(records)],
+                "INSERT INTO chunks_fts(rowid, symbol, body, path, name) VALUES (?, ?, ?, ?, ?)",
+                [(base + n, r[9], r[10], fts_path_words, r[11]) for n, r in enumerate(records)],
             )
             if kept:
                 db.executemany(
                     "INSERT INTO vectors(chunk_id, bits, vec) VALUES (?, ?, ?)",
-                    [(base + n, *kept[r[6]]) for n, r in enumerate(records) if r[6] in kept],
+                    [
+                        (base + n, *kept[r[6], r[2], r[3]])
+                        for n, r in enumerate(records)
+                        if (r[6], r[2], r[3]) in kept
+                    ],
                 )
 
     def _next_chunk_id(self, db: apsw.Connection) -> int:
@@ -406,6 +448,19 @@ class Store:
             (json_ids(ids),),
         )
         return {r[0]: ChunkRow(*r) for r in rows}
+
+    def outlines(self, ids: Sequence[int], min_lines: int) -> dict[int, ChunkOutline]:
+        """What search needs to know of each chunk in ``ids`` beyond its score."""
+        if not ids:
+            return {}
+        rows = self.reader().execute(
+            "SELECT c.id, c.kind, c.file_id, c.start_line, c.end_line, c.unit_start,"
+            " c.end_line - c.start_line + 1 < ?1 AND EXISTS(SELECT 1 FROM chunks o"
+            " WHERE o.file_id = c.file_id AND o.end_line - o.start_line + 1 >= ?1)"
+            " FROM chunks c WHERE c.id IN (SELECT value FROM json_each(?2))",
+            (min_lines, json_ids(ids)),
+        )
+        return {r[0]: ChunkOutline(r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows}
 
     def chunks_of(self, path: str) -> list[ChunkRow]:
         rows = self.reader().execute(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+import xxhash
+
 _RUN = re.compile(r"[^\W_]+")
 # Case boundaries inside words: parseHTTPResponse -> parse HTTP Response. A space goes
 # before a capital that follows a small letter or digit, or that follows a capital
@@ -101,6 +103,56 @@ def fts_symbol(symbol: str) -> str:
     """A symbol both whole and split, so exact names and their words both match."""
     split = split_case(symbol)
     return symbol if split == symbol else f"{symbol} {split}"
+
+
+def fts_name(symbol: str) -> str:
+    """The last part of a dotted symbol, whole and split: ``Store.writeFile`` ->
+    ``writeFile write File``. Its own FTS column, weighted above the scope it sits in."""
+    return fts_symbol(symbol.rsplit(".", 1)[-1])
+
+
+def fts_columns(symbol: str | None, also: tuple[str, ...], text: str) -> tuple[str, str, str]:
+    """A chunk's (symbol, body, name) FTS columns; ``also`` names the other
+    definitions it holds, which are found by their names too."""
+    symbols = [x for x in (symbol, *also) if x]
+    return (
+        " ".join(map(fts_symbol, symbols)),
+        fts_text(text),
+        " ".join(fts_name(x) for x in symbols),
+    )
+
+
+def fts_path(path: str) -> str:
+    """A path with its camelCase words opened up, like the text (``lib/httpServer.js``)."""
+    return split_case(path)
+
+
+EMBED_HEADER_VERSION = 1
+"""Bump when :func:`embed_header` or :func:`embed_input` change: vectors are cached
+by what was embedded (see :func:`embed_key`)."""
+
+
+def embed_header(path: str, language: str, kind: str, symbol: str | None) -> str:
+    """What a chunk's code is embedded under: where it is and what it defines.
+
+    The code alone often says neither (a method's text does not hold its class,
+    a file's path names its subject). Identifiers here are opened into words a
+    sentence model knows (``SmallVec`` -> ``Small Vec``); the code itself is
+    embedded as written (opening its identifiers too measured no better on the
+    dev benchmark: bench/README.md).
+    """
+    head = f"{split_case(path)}\n{language} {kind}"
+    return f"{head} {split_case(symbol)}" if symbol else head
+
+
+def embed_input(header: str, text: str) -> str:
+    """The text a chunk is embedded as: its header, then its code."""
+    return f"{header}\n{text}" if header else text
+
+
+def embed_key(header: str, digest: str) -> str:
+    """The cache key of a chunk's vector: its header and its text's digest."""
+    return xxhash.xxh3_128_hexdigest(f"{EMBED_HEADER_VERSION}\0{header}\0{digest}".encode())
 
 
 def query_terms(query: str) -> list[str]:

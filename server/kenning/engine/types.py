@@ -22,6 +22,13 @@ class Chunk:
     language: str
     text: str
     digest: str
+    # A part of a definition split over several chunks (a long function, a class
+    # around its methods) names the whole definition's lines; None otherwise.
+    unit_start: int | None = None
+    unit_end: int | None = None
+    # Symbols of the other definitions the chunk holds: a one-line function too
+    # small to stand alone shares its neighbour's chunk. Searchable by name; not stored.
+    also: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
