@@ -280,7 +280,7 @@ def _roots(args: argparse.Namespace) -> list[Path]:
 
 def _embedder_factory(settings: Settings) -> Callable[[], Any]:
     def load() -> Any:
-        from kenning.engine.models import load_embedder
+        from kenning.engine.embedder import load_embedder
 
         # No editor to leave a core for: a terminal run uses them all, unless
         # KENNING_THREADS says otherwise.

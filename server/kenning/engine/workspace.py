@@ -31,7 +31,7 @@ import xxhash
 
 from kenning.config import Settings, kenning_home
 from kenning.engine.chunking import Prepared, prepare_args, prepare_file, prepare_text, watch_parent
-from kenning.engine.embedder import Embedder, model_of_space, precision_of
+from kenning.engine.embedder import Embedder, model_of_space, plan_embedding, precision_of
 from kenning.engine.home import check_home, open_owned
 from kenning.engine.languages import language_filter
 from kenning.engine.locks import RunLock, buffer_owners, busy_note
@@ -979,8 +979,6 @@ class Index:
                     "precision": made_by.get("precision"),
                     "embedding_source": "index",
                 }
-        from kenning.engine.models import plan_embedding
-
         plan = plan_embedding(self.settings.model, self.settings.device)
         if embedded and space:
             # Vectors from before kenning recorded their device, or all from

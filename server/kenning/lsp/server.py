@@ -12,7 +12,7 @@ Threads, and why:
 
 Tests and benchmarks choose the embedder by setting :data:`EMBEDDER_FACTORY`
 before calling :func:`main` (see ``tests/e2e/fake_server.py``); by default the
-real model is loaded by ``kenning.engine.models.load_embedder``.
+real model is loaded by ``kenning.engine.embedder.load_embedder``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ log = logging.getLogger("kenning.lsp")
 T = TypeVar("T")
 
 # Test hook: ``EMBEDDER_FACTORY(settings)`` returns the embedder to use. None
-# means the real model via ``kenning.engine.models.load_embedder``.
+# means the real model via ``kenning.engine.embedder.load_embedder``.
 EMBEDDER_FACTORY: Callable[[Settings], Embedder] | None = None
 
 # Settings whose change means the indexes must be opened again.
@@ -82,7 +82,7 @@ class KenningRequestError(JsonRpcException):
 def default_embedder(settings: Settings) -> Embedder:
     # Imported here: the model loader is heavy and a missing model must only
     # cost semantic search, never the server.
-    from kenning.engine.models import load_embedder
+    from kenning.engine.embedder import load_embedder
 
     return load_embedder(settings.model, settings.device)
 
