@@ -37,7 +37,6 @@ from kenning.config import kenning_home
 from kenning.engine.home import owned_dir, read_owned_json, repair, slot_problem
 from kenning.errors import KenningError, ModelError
 
-
 log = logging.getLogger(__name__)
 
 FILE_KEYS = ("model.onnx", "tokenizer.json")
