@@ -687,7 +687,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_lsp(args: argparse.Namespace) -> int:
-    from kenning.lsp.server import run
+    from kenning.lsp.main import run
 
     return run(args)
 
