@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from lsprotocol import types as lsp
 
-from .conftest import VSCODE, Session, eventually, uri
+from .conftest import VSCODE, Session, eventually, idle_status, uri
 
 # A function, the same function with every name and literal changed, and an
 # unrelated one of the same length; shared with the CLI's patterns test.
@@ -86,9 +85,13 @@ async def test_renamed_copy_gets_a_hint_until_it_is_deleted(started, caps):
 async def test_hints_follow_the_setting(started, caps):
     s = await started(FILES)
     await s.idle()
+    seen = len(s.statuses)
     doc = s.open(s.root / "b/billing.py")
-    await s.idle()
-    await asyncio.sleep(1.2)  # two rounds of the settings check
+    # The server says when the buffer is indexed and it is idle again: with
+    # hints off, nothing is left that could publish one.
+    await s.status_where(
+        lambda st: idle_status(st) and st["folders"][0]["buffers"] == 1, after=seen
+    )
     assert not hints(s, doc)
     titles = [a.title for a in await code_actions(s, doc, 5)]
     assert titles[0] == "Find similar code"
