@@ -225,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-refresh", action="store_true", help="use the index as it is")
 
+    p = sub.add_parser("duplicates", help="near-duplicates of the chunk at FILE:LINE")
+    _common(p)
+    p.add_argument("location", metavar="FILE:LINE")
+    p.add_argument(
+        "--threshold", type=_similarity, help="similarity to count as a duplicate (default 0.85)"
+    )
+    p.add_argument("--no-refresh", action="store_true", help="use the index as it is")
+
     p = sub.add_parser("models", help="the embedding model registry")
     msub = p.add_subparsers(
         dest="models_command", metavar="SUBCOMMAND", parser_class=_Parser, required=True
@@ -655,6 +663,28 @@ def cmd_patterns(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from kenning.engine.duplicates import duplicates_once
+
+    with _indexes(args) as indexes:
+        index = indexes[0]
+        rel, line = index.resolve_location(args.location)
+        if not args.no_refresh:
+            _refresh(indexes, args)
+        threshold = args.threshold or index.settings.duplicates.threshold
+        found = duplicates_once(index, rel, line, threshold)
+    if args.json:
+        _out(found.to_json())
+        return 0
+    if found.chunk is None:
+        print(f"no near-duplicates of {rel}:{line} at similarity {threshold:.2f}")
+    for hit in found.hits:
+        print(
+            f"{hit.score:.3f}  {hit.path}:{hit.start_line}-{hit.end_line}  {hit.symbol or hit.kind}"
+        )
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from kenning.engine import models
 
@@ -699,6 +729,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "templates": cmd_templates,
     "patterns": cmd_patterns,
+    "duplicates": cmd_duplicates,
     "models": cmd_models,
     "lsp": cmd_lsp,
 }

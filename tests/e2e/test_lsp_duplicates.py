@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 from lsprotocol import types as lsp
+from tests.integration.test_processes import FAKE_CLI
 
 from .conftest import VSCODE, Session, eventually, idle_status, uri
 
@@ -64,6 +68,21 @@ async def test_renamed_copy_gets_a_hint_until_it_is_deleted(started, caps):
     assert [r["uri"] for r in out["results"]] == [copy]
     assert out["results"][0]["symbol"] == "load_account"
     assert out["results"][0]["score"] >= 0.85
+    # `kenning duplicates` answers the same from the same index, without the server.
+    cli = subprocess.run(
+        [*FAKE_CLI, "duplicates", "a/profile.py:6", "--no-refresh", "--json", "--path", str(s.root)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    same = json.loads(cli.stdout)
+    assert [(r["path"], r["start_line"], r["end_line"], r["score"]) for r in same["results"]] == [
+        (r["path"], r["range"]["start"]["line"] + 1, r["range"]["end"]["line"], r["score"])
+        for r in out["results"]
+    ]
+    assert (same["chunk"], same["threshold"]) == (out["chunk"], out["threshold"])
     # The import block (line 0) has no near-duplicate worth a hint.
     assert not [a for a in await code_actions(s, doc, 0) if a.title.startswith("Show ")]
 

@@ -170,6 +170,15 @@ class Duplicates:
     # (start_line, end_line) of the chunk asked about, None when it has no near-duplicate.
     chunk: tuple[int, int] | None
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "results": [h.to_json() for h in self.hits],
+            "threshold": self.threshold,
+            "chunk": {"start_line": self.chunk[0], "end_line": self.chunk[1]}
+            if self.chunk
+            else None,
+        }
+
 
 def duplicates_at(state: FolderHints, rel: str, line: int) -> Duplicates:
     """The near-duplicates of the chunk of ``rel`` that holds ``line`` (1-based)."""
@@ -186,3 +195,13 @@ def duplicates_at(state: FolderHints, rel: str, line: int) -> Duplicates:
         state.threshold,
         (hint.chunk.start_line, hint.chunk.end_line) if hint else None,
     )
+
+
+def duplicates_once(
+    index: Index, rel: str, line: int, threshold: float, cancel: threading.Event | None = None
+) -> Duplicates:
+    """What ``kenning.duplicates`` answers for ``rel``:``line``, from an index opened
+    for one command (``kenning duplicates``): the same state, built once."""
+    state = FolderHints(index, threshold)
+    state.build(cancel)
+    return duplicates_at(state, rel, line)

@@ -721,13 +721,3 @@ class Session:
         self.executor.close(wait=True)
         if not closed.done():
             close_all()
-
-
-def standalone_duplicates(
-    index: Index, path: str, line: int, threshold: float, cancel: threading.Event | None = None
-) -> Duplicates:
-    """What ``kenning.duplicates`` answers for ``path``:``line``, from an index
-    opened for one command (the CLI): the same state, built once."""
-    state = FolderHints(index, threshold)
-    state.build(cancel)
-    return duplicates_at(state, path, line)
