@@ -462,7 +462,8 @@ def _merge(results: Sequence[Any], k: int, query: str) -> dict[str, Any]:
     merged = merge_results(results, k, query)
     out = merged.to_json()
     if len(results) > 1:
-        for item, hit in zip(out["results"], merged.results, strict=True):
+        items: list[dict[str, Any]] = out["results"]  # type: ignore[assignment]
+        for item, hit in zip(items, merged.results, strict=True):
             item["root"] = hit.root
     return out
 

@@ -70,7 +70,15 @@ async def test_renamed_copy_gets_a_hint_until_it_is_deleted(started, caps):
     assert out["results"][0]["score"] >= 0.85
     # `kenning duplicates` answers the same from the same index, without the server.
     cli = subprocess.run(
-        [*FAKE_CLI, "duplicates", "a/profile.py:6", "--no-refresh", "--json", "--path", str(s.root)],
+        [
+            *FAKE_CLI,
+            "duplicates",
+            "a/profile.py:6",
+            "--no-refresh",
+            "--json",
+            "--path",
+            str(s.root),
+        ],
         capture_output=True,
         text=True,
         env=dict(os.environ),

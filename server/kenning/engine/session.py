@@ -627,11 +627,11 @@ class Session:
                     index = folder.index
                     if index is None or folder.closed:
                         continue
-                    state = self.duplicates.get(root)
-                    if state is not None and state.index is index and state.threshold == threshold:
+                    old = self.duplicates.get(root)
+                    if old is not None and old.index is index and old.threshold == threshold:
                         continue
-                    if state is not None:
-                        state.index.remove_listener(state.listener)
+                    if old is not None:
+                        old.index.remove_listener(old.listener)
                     state = FolderHints(index, threshold)
                     state.listener = lambda change, root=root, state=state: self._dup_changed(
                         root, state, change

@@ -159,7 +159,7 @@ class Store:
     # -- set-up -------------------------------------------------------------
 
     def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        version = one_row(self.conn.execute("PRAGMA user_version"))[0]
         if version > SCHEMA_VERSION:
             raise IndexCorruptError(
                 f"{self.path}: written by a newer kenning (schema {version} > {SCHEMA_VERSION})"
@@ -184,7 +184,7 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        return int(self.reader().execute("PRAGMA user_version").fetchone()[0])
+        return int(one_row(self.reader().execute("PRAGMA user_version"))[0])
 
     def reader(self) -> apsw.Connection:
         """This thread's read connection (the writer's thread reads its own writes)."""
@@ -362,10 +362,12 @@ class Store:
                 )
 
     def _next_chunk_id(self, db: apsw.Connection) -> int:
-        row = db.execute(
-            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'chunks'), 0),"
-            " coalesce((SELECT max(id) FROM chunks), 0))"
-        ).fetchone()
+        row = one_row(
+            db.execute(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'chunks'), 0),"
+                " coalesce((SELECT max(id) FROM chunks), 0))"
+            )
+        )
         return int(row[0]) + 1
 
     def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
@@ -501,15 +503,13 @@ class Store:
         # which holds only chunks without a vector), not summed over the chunks
         # table: that read every chunk's text, 50-100 ms at 175k chunks, and
         # readers ask again after every commit.
-        files, skipped, chunks, pending = (
-            self.reader()
-            .execute(
+        files, skipped, chunks, pending = one_row(
+            self.reader().execute(
                 "SELECT (SELECT count(*) FROM files WHERE skip_reason IS NULL),"
                 " (SELECT count(*) FROM files WHERE skip_reason IS NOT NULL),"
                 " (SELECT count(*) FROM chunks),"
                 " (SELECT count(*) FROM chunks WHERE has_vector = 0)"
             )
-            .fetchone()
         )
         embedded = chunks - pending
         counts = {
@@ -643,14 +643,12 @@ class Store:
         """
         cached = self._df.get(term)
         if cached is None:
-            row = (
-                self.reader()
-                .execute(
+            row = one_row(
+                self.reader().execute(
                     "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
                     " LIMIT ?)",
                     (_phrase(term), cap),
                 )
-                .fetchone()
             )
             cached = self._df[term] = int(row[0])
         return cached
@@ -761,6 +759,14 @@ class Store:
                 self._champion_list(word)
                 warmed += 1
         return warmed
+
+
+def one_row(cursor: apsw.Cursor) -> Any:
+    """The row of a query that always has one (an aggregate, a PRAGMA)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise IndexCorruptError("the index answered an aggregate query with no row")
+    return row
 
 
 def _phrase(term: str) -> str:

@@ -93,7 +93,9 @@ class EmbedderLike(Protocol):
     """What the library needs from an embedder (``kenning.engine.embedder.Embedder`` fits)."""
 
     model_id: str
-    dims: int
+
+    @property
+    def dims(self) -> int: ...
 
     @property
     def space(self) -> str: ...

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import apsw
 import numpy as np
@@ -63,7 +63,8 @@ log = logging.getLogger(__name__)
 
 # (stage, done, total): stage is "scan", "chunk" or "embed".
 Progress = Callable[[str, int, int], None]
-EmbedderSource = Embedder | Callable[[], Embedder] | None
+# A callable may answer None: the model is still loading (the language server).
+EmbedderSource = Embedder | Callable[[], Embedder | None] | None
 
 # Small enough that a cancel (a newer edit) waits at most a second or two.
 EMBED_BATCH = 64
@@ -232,11 +233,12 @@ class Index:
         """The embedder, loaded on first use; None when the index is lexical-only."""
         if self._embedder is None and self._embedder_source is not None:
             with self._embedder_lock:
+                source = self._embedder_source
                 if self._embedder is None:
-                    source = self._embedder_source
-                    self._embedder = (
-                        source() if callable(source) and not _is_embedder(source) else source
-                    )  # type: ignore[assignment]
+                    if _is_embedder(source):
+                        self._embedder = source
+                    elif callable(source):
+                        self._embedder = source()
         return self._embedder
 
     @property
@@ -1041,5 +1043,5 @@ def _percentile(values: list[float], pct: float) -> float | None:
     return round(values[i], 3)
 
 
-def _is_embedder(obj: object) -> bool:
+def _is_embedder(obj: object) -> TypeGuard[Embedder]:
     return obj is not None and hasattr(obj, "embed_documents")

@@ -63,7 +63,12 @@ class IndexProgress:
         self.token = token
         cancel_future = self.server.work_done_progress.tokens.get(token)
         if cancel_future is not None:
-            cancel_future.add_done_callback(lambda f: f.cancelled() and self._cancelled())
+
+            def done(f: Any) -> None:
+                if f.cancelled():
+                    self._cancelled()
+
+            cancel_future.add_done_callback(done)
         self.server.work_done_progress.begin(
             token,
             lsp.WorkDoneProgressBegin(

@@ -146,7 +146,7 @@ class KenningServer(LanguageServer):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.queries, fn, *args)
 
-    def on_cancel(self, hook: Callable[[], None]) -> None:
+    def on_cancel(self, hook: Callable[[], object]) -> None:
         """Run ``hook`` if the client cancels the request being handled now."""
         msg_id = self.protocol.msg_id
         if msg_id is not None:
@@ -257,9 +257,14 @@ class KenningServer(LanguageServer):
         progress = IndexProgress(self, title)
         await progress.begin(f"{len(folders)} folder(s)")
         jobs = [self.session.refresh_job(f, progress) for f in folders]
+
         # Cancelling the progress bar stops the indexing; cancelling a request
         # only gives up this request's share of jobs others may wait on too.
-        progress.on_cancel(lambda: [j.cancel_by_user() for j in jobs])
+        def cancel_all() -> None:
+            for job in jobs:
+                job.cancel_by_user()
+
+        progress.on_cancel(cancel_all)
         reports: list[IndexReport] = []
         try:
             results = await asyncio.gather(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from concurrent.futures import Future
 from pathlib import Path
@@ -168,9 +169,10 @@ class DocumentSync:
         for root, group in by_folder.items():
             folder = self.server.folders[root]
             fut = self.server.session.files_changed(folder, group)
-            fut.add_done_callback(
-                lambda f, folder=folder: self.server.call_on_loop(self._paths_done, folder, f)
-            )
+            fut.add_done_callback(functools.partial(self._paths_done_soon, folder))
+
+    def _paths_done_soon(self, folder: Folder, future: Future[Any]) -> None:
+        self.server.call_on_loop(self._paths_done, folder, future)
 
     def _paths_done(self, folder: Folder, future: Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None or folder.closed:

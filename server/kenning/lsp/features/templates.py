@@ -20,6 +20,7 @@ the plain text (:func:`~kenning.engine.templates.snippet_to_text`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -83,9 +84,7 @@ class Templates:
                 continue
             self._warming.add(key)
             future = self.server.queries.submit(self._warm_one, index)
-            future.add_done_callback(
-                lambda f, key=key: self.server.call_on_loop(self._warmed, key, f)
-            )
+            future.add_done_callback(functools.partial(self._warmed_soon, key))
 
     def _warm_one(self, index: Index) -> None:
         started = time.perf_counter()
@@ -100,6 +99,9 @@ class Templates:
             time.perf_counter() - started,
             "by meaning and keywords" if library.embedder is not None else "keywords only",
         )
+
+    def _warmed_soon(self, key: int, future: Any) -> None:
+        self.server.call_on_loop(self._warmed, key, future)
 
     def _warmed(self, key: int, future: Any) -> None:
         self._warming.discard(key)
