@@ -23,14 +23,8 @@ import apsw
 import numpy as np
 
 from kenning.engine.home import SQLITE_COMPANIONS, open_owned, repair, sqlite_problem
-from kenning.engine.store import (
-    BUSY_TIMEOUT_MS,
-    Store,
-    json_ids,
-    json_strs,
-    one_row,
-    transaction,
-)
+from kenning.engine.sql import json_ids, json_strs, one_row, transaction
+from kenning.engine.store import BUSY_TIMEOUT_MS, Store
 from kenning.engine.text import embed_header, embed_input, embed_key
 from kenning.errors import DamagedFileError, HomeError
 
