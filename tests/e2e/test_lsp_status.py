@@ -25,7 +25,9 @@ async def test_status_is_pushed_as_indexing_goes_and_matches_the_command(
     tmp_path: Path, kenning_home: Path, caps: str
 ) -> None:
     make_corpus(tmp_path / "ws", FILES)
-    s: Session = await start_session([tmp_path / "ws"], kenning_home, caps)
+    # Embedding slowed to a couple of seconds: long enough for a status in between.
+    slow = {"KENNING_FAKE_DELAY": "0.005"}
+    s: Session = await start_session([tmp_path / "ws"], kenning_home, caps, env=slow)
     try:
         done = await s.status_where(lambda st: idle_status(st) and st["chunks"] > 0)
         # Busy states were said on the way there: the client saw indexing start.

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from kenning.engine.embedder import precision_of
-from kenning.engine.session import Event
+from kenning.engine.session import Event, Progress
 from kenning.errors import KenningError
 from kenning.lsp import convert, guard
 from kenning.lsp.server import KenningServer
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 METHOD = "kenning/status"
 MAX_PER_S = 4
+# Progress events (thousands a run) ask for a status at most this often.
+PROGRESS_INTERVAL_S = 1.0
 
 
 class StatusFeed:
@@ -42,13 +44,20 @@ class StatusFeed:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def on_event(self, event: Event) -> None:
-        self.poke()
+        if isinstance(event, Progress):
+            # Thousands a run: a status a second is enough beside $/progress.
+            self.poke(PROGRESS_INTERVAL_S)
+        else:
+            self.poke()
 
-    def poke(self) -> None:
-        """Something changed (any thread): compute and send the status soon."""
+    def poke(self, interval: float = 1 / MAX_PER_S) -> None:
+        """Something changed (any thread): compute and send the status soon, no
+        sooner than ``interval`` after the last one."""
         with self._lock:
             if self._scheduled:
                 return
+            if interval > 1 / MAX_PER_S and time.monotonic() - self._last_at < interval:
+                return  # progress: the next one after the interval says it
             self._scheduled = True
         self.server.call_on_loop(self._schedule)
 
@@ -58,7 +67,9 @@ class StatusFeed:
             with self._lock:
                 self._scheduled = False
             return
-        delay = max(0.0, self._last_at + 1 / MAX_PER_S - time.monotonic())
+        # Trailing: a burst of events (a folder opening, a job ending) is one
+        # status, computed after it rather than beside the first request.
+        delay = max(1 / MAX_PER_S, self._last_at + 1 / MAX_PER_S - time.monotonic())
         loop.call_later(delay, self._fire)
 
     def _fire(self) -> None:
