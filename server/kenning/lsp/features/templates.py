@@ -15,7 +15,7 @@ position, and every line after the first gets the indentation of the line at
 the position. A blank line, or a ``kenning:`` request comment, is replaced
 whole. Clients that advertise ``workspace.workspaceEdit.snippetEditSupport``
 (LSP 3.18) get a ``SnippetTextEdit`` with the placeholders intact; others get
-the plain text (:func:`~kenning.engine.templates.snippet_to_text`).
+the plain text (:func:`~kenning.engine.snippets.snippet_to_text`).
 """
 
 from __future__ import annotations
@@ -30,12 +30,8 @@ from lsprotocol import types as lsp
 
 from kenning.engine.languages import detect_language
 from kenning.engine.session import Event, FolderOpened, ModelFailed, ModelReady
-from kenning.engine.templates import (
-    TemplateLibrary,
-    comment_request,
-    normalize_language,
-    snippet_to_text,
-)
+from kenning.engine.snippets import snippet_to_text
+from kenning.engine.templates import TemplateLibrary, comment_request, normalize_language
 from kenning.engine.workspace import Index
 from kenning.errors import KenningError, LocationError, UsageError
 from kenning.lsp import convert, guard
