@@ -46,6 +46,7 @@ from kenning.engine.scan import (
 from kenning.engine.search import Searcher, SearchResult, to_hit
 from kenning.engine.store import ChunkRow, FileRow, Store
 from kenning.engine.templates import TemplateLibrary, TemplateMatch
+from kenning.engine.types import SearchHit
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.errors import (
     LocationError,
@@ -847,6 +848,27 @@ class Index:
         self._note_busy(result)
         return result
 
+    def stale(self, paths: Sequence[str]) -> set[str]:
+        """Those of ``paths`` (relative) whose file on disk is not what the index holds:
+        changed, removed, or never indexed. A line range from the index may have moved."""
+        out: set[str] = set()
+        for rel in set(paths):
+            if rel in self._buffers:
+                continue  # this process's own buffer is the truth, not the disk
+            row = self.store.file(rel)
+            try:
+                st = (self.root / rel).stat()
+            except OSError:
+                out.add(rel)
+                continue
+            if row is None or row.size != st.st_size:
+                out.add(rel)
+            elif row.mtime_ns >= 0 and row.mtime_ns != st.st_mtime_ns:
+                # A negative mtime marks another editor's unsaved buffer: its
+                # size is the only thing to compare with the disk.
+                out.add(rel)
+        return out
+
     def _note_busy(self, result: SearchResult) -> None:
         holder = self.run_lock.holder()
         if holder is not None:
@@ -900,6 +922,25 @@ class Index:
             threshold = self.settings.duplicates.threshold
         with self._refresh_lock:
             return find_patterns(self.store, self.vectors, threshold, min_size, limit)
+
+    def duplicates(
+        self, path: str | Path, line: int, threshold: float | None = None
+    ) -> tuple[ChunkRow, list[SearchHit]]:
+        """The chunk at ``line`` and its near-duplicates elsewhere, best first
+        (``kenning.duplicates``'s test, against ``duplicates.threshold``)."""
+        from kenning.engine.patterns import near_duplicates
+
+        if threshold is None:
+            threshold = self.settings.duplicates.threshold
+        row = self.chunk_at(path, line)
+        with self._refresh_lock:  # signatures are computed and stored on first use
+            found = near_duplicates(self.store, self.vectors, row, threshold)
+        hits = []
+        for other, sim in found:
+            hit = to_hit(other, sim, {"similarity": round(sim, 4)})
+            hit.root = str(self.root)
+            hits.append(hit)
+        return row, hits
 
     def save_pattern_template(self, report: PatternReport, cluster_id: str) -> Path:
         from kenning.engine.patterns import save_template
