@@ -64,3 +64,10 @@ def test_stale_names_files_changed_or_removed_after_indexing(index: Index) -> No
     }
     index.refresh()
     assert index.stale(["a/profile.py", "c/stats.py"]) == set()
+
+
+def test_similar_code_finds_the_function_a_snippet_resembles(index: Index) -> None:
+    result = index.similar_code("def summarise(scores, cutoff):\n    kept = [s for s in scores]\n")
+    assert result.results[0].symbol == "summarise_scores"
+    with pytest.raises(Exception, match="empty"):
+        index.similar_code("   \n")

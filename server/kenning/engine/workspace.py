@@ -64,7 +64,8 @@ log = logging.getLogger(__name__)
 
 # (stage, done, total): stage is "scan", "chunk" or "embed".
 Progress = Callable[[str, int, int], None]
-EmbedderSource = Embedder | Callable[[], Embedder] | None
+# A callable may return None until the model has loaded (searches are lexical meanwhile).
+EmbedderSource = Embedder | Callable[[], Embedder | None] | None
 
 # Small enough that a cancel (a newer edit) waits at most a second or two.
 EMBED_BATCH = 64
@@ -826,6 +827,24 @@ class Index:
             vector = None
         if vector is None:
             vector = self.embedder.embed_documents([text])[0]
+        label = f"{row.path}:{row.start_line}-{row.end_line}"
+        return self._nearest(vector, k, exclude, label, started)
+
+    def similar_code(self, code: str, k: int = 10) -> SearchResult:
+        """Chunks most like a piece of code that need not be in the workspace."""
+        started = time.perf_counter()
+        if self.embedder is None:
+            raise NeedsEmbeddingsError("similar code needs an embedding model; none is loaded")
+        if not code.strip():
+            raise UsageError("the code is empty")
+        vector = self.embedder.embed_documents([code])[0]
+        first = next((ln.strip() for ln in code.splitlines() if ln.strip()), "")
+        return self._nearest(vector, k, [], first[:80], started)
+
+    def _nearest(
+        self, vector: np.ndarray, k: int, exclude: list[int], label: str, started: float
+    ) -> SearchResult:
+        assert self.embedder is not None
         held = self.vectors.model_id
         # Vectors of another model (not re-embedded yet) are not comparable with this one.
         nearest = (
@@ -843,7 +862,6 @@ class Index:
             hit.root = str(self.root)
         took = (time.perf_counter() - started) * 1000
         self._latencies.append(took)
-        label = f"{row.path}:{row.start_line}-{row.end_line}"
         result = SearchResult(label, "vector", hits, took, self._complete())
         self._note_busy(result)
         return result
