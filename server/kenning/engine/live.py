@@ -11,8 +11,8 @@ and does every index write on one thread of its own, in this order of urgency:
 4. embedding what is pending, newest first, in batches that the work above
    interrupts; it resumes when that is done.
 
-The model loads on the same thread after the first words are in, never on a
-request's path: until it has, searches are lexical and say so. Nothing here
+The model loads on a thread of its own, never on a request's path nor in the
+way of the first words: until it has, searches are lexical and say so. Nothing here
 polls: the thread sleeps on a condition until there is work.
 
 This is the live state the language server keeps in its own classes today;
@@ -73,6 +73,7 @@ class LiveIndexes:
         self._embedder: Embedder | None = None
         self.model_error: str | None = None
         self.model_tried = threading.Event()
+        self._model_thread: threading.Thread | None = None
         self.indexes: dict[Path, Index] = {}
         self._cond = threading.Condition()
         self._asked: list[tuple[Callable[[], Any], Future[Any]]] = []
@@ -118,6 +119,8 @@ class LiveIndexes:
             self._cancel.set()
             self._cond.notify_all()
         self._restart_watcher()
+        if self.indexes:
+            self._start_model()
         return problems
 
     def _open(self, root: Path) -> Index:
@@ -174,9 +177,17 @@ class LiveIndexes:
         self.model_tried.wait(timeout)
         return self._embedder
 
+    def _start_model(self) -> None:
+        """Load the model on a thread of its own: the first words need not wait for it."""
+        with self._cond:
+            if self._model_thread is not None:
+                return
+            self._model_thread = threading.Thread(
+                target=self._load_model, name="kenning-model", daemon=True
+            )
+        self._model_thread.start()
+
     def _load_model(self) -> None:
-        if self.model_tried.is_set():
-            return
         try:
             if self._factory is not None:
                 self._embedder = self._factory()
@@ -186,6 +197,8 @@ class LiveIndexes:
             log.warning("no embedding model (%s): search is lexical only", self.model_error)
         finally:
             self.model_tried.set()
+            with self._cond:
+                self._cond.notify_all()  # what is pending can be embedded now
 
     # -- requests from the door -----------------------------------------------------
 
@@ -244,6 +257,8 @@ class LiveIndexes:
         with self._cond:
             busy = self._busy
             waiting = bool(self._full or self._paths)
+        if not busy and not waiting and not self.model_tried.is_set() and self.indexes:
+            busy = "loading model"
         phase = busy or ("reading" if waiting else "ready")
         if phase in ("files", "refresh") or (phase == "request" and waiting):
             phase = "reading"
@@ -281,9 +296,9 @@ class LiveIndexes:
     def _has_work(self) -> bool:
         if self._asked or self._paths or self._full or self._to_close:
             return True
+        if not self.indexes:
+            return False
         if not self._first_words.is_set():
-            return True
-        if not self.model_tried.is_set():
             return True
         return self._embed_due() is not None
 
@@ -319,9 +334,6 @@ class LiveIndexes:
         if not self._first_words.is_set():
             self._first_words.set()
             self._cond.notify_all()
-        if not self.model_tried.is_set():
-            self._busy = "loading model"
-            return self._load_model
         index = self._embed_due()
         if index is not None:
             self._busy = "embedding"
