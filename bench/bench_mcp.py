@@ -12,9 +12,10 @@ Measures, over stdio with the MCP SDK's own client against the real server proce
 * ``first_call``: a fresh server on a new workspace (no index yet): how long the
   first search takes to answer and how much it says is still to read or embed.
 
-The index is built by the server itself with the fake embedder
+The index is built by the server itself, by default with the fake embedder
 (``tests/e2e/fake_mcp.py``, 384 dimensions like the default model): the size
-and the round trip are what is measured, not meaning. So that the real cost of
+and the round trip are what is measured, not meaning. ``--embedder real`` runs
+``kenning mcp`` with the default model instead (it embeds every chunk first). So that the real cost of
 a query is not hidden, ``real_query_embed_ms`` is the default model's own time
 to embed one query, measured in this process; a real-model round trip is about
 ``search_ms`` plus that.
@@ -110,6 +111,9 @@ def make_workspace(root: Path, files: int, seed: int = 7) -> None:
         )
 
 
+EMBEDDER = "fake"
+
+
 @asynccontextmanager
 async def connect(root: Path, home: Path) -> Any:
     env = {
@@ -120,9 +124,8 @@ async def connect(root: Path, home: Path) -> Any:
             [str(REPO / "server"), *filter(None, [os.environ.get("PYTHONPATH")])]
         ),
     }
-    params = StdioServerParameters(
-        command=sys.executable, args=[str(FAKE_MCP)], env=env, cwd=str(root)
-    )
+    args = [str(FAKE_MCP)] if EMBEDDER == "fake" else ["-m", "kenning", "mcp"]
+    params = StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(root))
     with (home / "stderr.txt").open("a") as errlog:
         async with (
             stdio_client(params, errlog=errlog) as (read, write),
@@ -176,14 +179,17 @@ async def bench_queries(session: ClientSession, rounds: int) -> dict[str, Any]:
 async def bench_writes(session: ClientSession, root: Path, rounds: int) -> dict[str, Any]:
     found: list[float] = []
     embedded: list[float] = []
+    rng = random.Random(11)
     for i in range(rounds):
-        name = f"zeppelin_{i}_mooring_mast"
+        # A word no other file holds, so that the new function is the best answer.
+        word = "".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(9))
+        name = f"moor_{word}_airship"
         path = root / "agent" / f"written{i}.py"
         path.parent.mkdir(exist_ok=True)
         t = time.perf_counter()
         path.write_text(f"def {name}(ship):\n    return ship.tie(rope=True)\n")
+        log(f"  wrote {path.name}")
         while True:
-            # Earlier rounds' functions share most words with this one: look in the top 5.
             got, _ = await call(session, "search", query=name, mode="lexical", k=5)
             if any(r["symbol"] == name for r in got["results"]):
                 break
@@ -236,7 +242,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         home = tmp / "home"
         home.mkdir()
         log("first call on a new workspace")
-        result: dict[str, Any] = {"embedder": "fake (384 dims)", "cpus": os.cpu_count()}
+        result: dict[str, Any] = {
+            "embedder": "fake (384 dims)" if EMBEDDER == "fake" else "default model",
+            "cpus": os.cpu_count(),
+        }
         result["first_call"] = await bench_first_call(root, home)
         log("indexing to the end")
         async with connect(root, home) as session:
@@ -265,7 +274,15 @@ def main() -> int:
     p.add_argument("--queries", type=int, default=100)
     p.add_argument("--writes", type=int, default=10)
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument(
+        "--embedder",
+        choices=["fake", "real"],
+        default="fake",
+        help="fake (default: fast to build) or the default model (embeds every chunk first)",
+    )
     args = p.parse_args()
+    global EMBEDDER
+    EMBEDDER = args.embedder
     print(json.dumps(anyio.run(main_async, args), indent=2))
     return 0
 

@@ -57,7 +57,7 @@ EMBEDDER_FACTORY: Callable[[Settings], Embedder] | None = None
 
 # The first call on a new workspace waits this long for the files to be read
 # (a small project is done by then); later calls answer from what is committed.
-FIRST_WAIT_S = 2.0
+FIRST_WAIT_S = 1.0
 # Every call waits at most this long for files the watcher has seen change.
 SETTLE_S = 1.0
 # Tools that need the model wait this long for it to load (a cold start).
