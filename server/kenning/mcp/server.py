@@ -112,7 +112,10 @@ class KenningMcp:
     def _load_embedder(self) -> Embedder:
         if EMBEDDER_FACTORY is not None:
             return EMBEDDER_FACTORY(self.settings)
-        from kenning.engine.models import load_embedder
+        try:
+            from kenning.engine.embedder import load_embedder  # type: ignore[attr-defined]
+        except ImportError:  # before the loader moved out of models.py
+            from kenning.engine.models import load_embedder
 
         return load_embedder(self.settings.model, self.settings.device)
 
