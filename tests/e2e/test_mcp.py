@@ -351,3 +351,36 @@ async def test_answers_fit_a_context_window(ws: Path, home: Path) -> None:
             s, "search", query="handler request", mode="lexical", k=50, snippet_lines=40
         )
         assert all(len(h["snippet"]) <= 2000 for h in longest["results"])
+
+
+async def test_duplicates_patterns_and_templates(home: Path, tmp_path: Path) -> None:
+    fixtures = Path(__file__).parents[1] / "fixtures" / "near_duplicates"
+    ws = write_tree(
+        tmp_path / "dups",
+        {
+            "a/profile.py": (fixtures / "profile.py").read_text(),
+            "b/billing.py": (fixtures / "billing.py").read_text(),
+            "c/stats.py": (fixtures / "stats.py").read_text(),
+        },
+    )
+    async with connect(ws, home) as s:
+        dups = await call(s, "duplicates", path="a/profile.py", line=6)
+        assert dups["chunk"]["symbol"] == "fetch_profile"
+        assert [(r["path"], r["symbol"], r["start_line"]) for r in dups["results"]] == [
+            ("b/billing.py", "load_account", 4)
+        ]
+        assert dups["results"][0]["similarity"] >= dups["threshold"] == 0.85
+        assert dups["results"][0]["stale"] is False
+        none = await call(s, "duplicates", path="c/stats.py", line=2)
+        assert none["results"] == []
+
+        patterns = await call(s, "patterns")
+        (family,) = patterns["patterns"]
+        assert family["size"] == 2
+        assert {family["canonical"]["path"], *(m["path"] for m in family["members"])} == {
+            "a/profile.py",
+            "b/billing.py",
+        }
+
+        fits = await call(s, "match_templates", path="a/profile.py", line=6)
+        assert fits["matches"][0]["id"] == "python-http-client-retry"

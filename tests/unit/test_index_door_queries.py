@@ -71,3 +71,17 @@ def test_similar_code_finds_the_function_a_snippet_resembles(index: Index) -> No
     assert result.results[0].symbol == "summarise_scores"
     with pytest.raises(Exception, match="empty"):
         index.similar_code("   \n")
+
+
+def test_duplicates_with_k_returns_the_best_k(tmp_path: Path, fake_embedder: FakeEmbedder) -> None:
+    body = (_FIXTURES / "profile.py").read_text()
+    files = {f"copies/c{i}.py": body.replace("fetch_profile", f"fetch_{i}") for i in range(6)}
+    ix = Index(write_tree(tmp_path / "many", files), embedder=fake_embedder)
+    try:
+        ix.refresh()
+        _, every = ix.duplicates("copies/c0.py", 6)
+        _, two = ix.duplicates("copies/c0.py", 6, k=2)
+        assert len(every) == 5
+        assert [h.path for h in two] == [h.path for h in every[:2]]
+    finally:
+        ix.close()

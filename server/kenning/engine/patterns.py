@@ -24,6 +24,9 @@ from kenning.engine.vectors import VectorIndex
 from kenning.errors import UsageError
 
 SIGNATURE_BATCH = 2000
+# near_duplicates with a limit confirms this many candidates per result asked for.
+CONFIRM_PER_RESULT = 10
+MIN_CONFIRMED = 200
 
 
 def ensure_signatures(
@@ -134,7 +137,7 @@ def jaccard_floor(threshold: float) -> float:
 
 
 def near_duplicates(
-    store: Store, vectors: VectorIndex, row: ChunkRow, threshold: float
+    store: Store, vectors: VectorIndex, row: ChunkRow, threshold: float, limit: int | None = None
 ) -> list[tuple[ChunkRow, float]]:
     """The chunks alike enough to ``row`` to count as its near-duplicates, best first.
 
@@ -144,6 +147,10 @@ def near_duplicates(
     the cost of one pass over the signatures (a few ms per 10k chunks). Chunks
     of the same file that overlap ``row`` are left out. Computes missing
     signatures first, so it writes: call it where index writes are allowed.
+
+    With ``limit``, only the best ``CONFIRM_PER_RESULT * limit`` candidates by
+    Jaccard (at least ``MIN_CONFIRMED``) are confirmed: code with thousands of
+    copies would otherwise read every copy's row and vector.
     """
     ensure_signatures(store)
     found = store.reader().execute("SELECT sig FROM signatures WHERE chunk_id = ?", (row.id,))
@@ -157,11 +164,12 @@ def near_duplicates(
     matrix = np.stack(sigs)
     estimates = (matrix == mine).mean(axis=1)
     floor = jaccard_floor(threshold)
-    candidates = {
-        keys[i]: float(estimates[i])
-        for i in np.flatnonzero(estimates >= floor)
-        if keys[i] != row.id
-    }
+    above = np.flatnonzero(estimates >= floor)
+    if limit is not None:
+        keep = max(MIN_CONFIRMED, CONFIRM_PER_RESULT * limit)
+        if len(above) > keep:
+            above = above[np.argsort(-estimates[above], kind="stable")[:keep]]
+    candidates = {keys[i]: float(estimates[i]) for i in above if keys[i] != row.id}
     if not candidates:
         return []
     rows = store.chunk_rows(sorted(candidates))
@@ -184,7 +192,7 @@ def near_duplicates(
         if sim >= threshold:
             out.append((other, sim))
     out.sort(key=lambda o: (-o[1], o[0].path, o[0].start_line))
-    return out
+    return out if limit is None else out[:limit]
 
 
 def _location(row: ChunkRow) -> dict[str, Any]:

@@ -942,17 +942,17 @@ class Index:
             return find_patterns(self.store, self.vectors, threshold, min_size, limit)
 
     def duplicates(
-        self, path: str | Path, line: int, threshold: float | None = None
+        self, path: str | Path, line: int, threshold: float | None = None, k: int | None = None
     ) -> tuple[ChunkRow, list[SearchHit]]:
-        """The chunk at ``line`` and its near-duplicates elsewhere, best first
-        (``kenning.duplicates``'s test, against ``duplicates.threshold``)."""
+        """The chunk at ``line`` and its near-duplicates elsewhere, best first, at
+        most ``k`` (``kenning.duplicates``'s test, against ``duplicates.threshold``)."""
         from kenning.engine.patterns import near_duplicates
 
         if threshold is None:
             threshold = self.settings.duplicates.threshold
         row = self.chunk_at(path, line)
         with self._refresh_lock:  # signatures are computed and stored on first use
-            found = near_duplicates(self.store, self.vectors, row, threshold)
+            found = near_duplicates(self.store, self.vectors, row, threshold, k)
         hits = []
         for other, sim in found:
             hit = to_hit(other, sim, {"similarity": round(sim, 4)})

@@ -401,11 +401,11 @@ class KenningMcp:
         index, rel = await self._in_thread(locate)
         threshold = args.get("threshold") or self.settings.duplicates.threshold
         row, hits = await self._on_index_thread(
-            lambda: index.duplicates(rel, args["line"], threshold)
+            lambda: index.duplicates(rel, args["line"], threshold, args["k"])
         )
 
         def answer() -> dict[str, Any]:
-            hits_k = hits[: args["k"]]
+            hits_k = hits
             stale = index.stale([row.path, *(h.path for h in hits_k)])
             root = str(index.root)
             chunk = {
