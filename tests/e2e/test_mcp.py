@@ -384,3 +384,20 @@ async def test_duplicates_patterns_and_templates(home: Path, tmp_path: Path) -> 
 
         fits = await call(s, "match_templates", path="a/profile.py", line=6)
         assert fits["matches"][0]["id"] == "python-http-client-retry"
+
+
+async def test_the_newest_protocol_revision_is_served_too(ws: Path, home: Path) -> None:
+    # The SDK's Client discovers the newest revision (no initialize handshake,
+    # no roots) and falls back to the handshake; the tools answer either way.
+    from mcp import Client
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "kenning", "mcp"], env=_env(home), cwd=str(ws)
+    )
+    async with Client(params) as client:
+        assert {t.name for t in (await client.list_tools()).tools} >= {"search", "status"}
+        result = await client.call_tool("search", {"query": "circle_area", "mode": "lexical"})
+        assert not result.is_error
+        assert result.structured_content["results"][0]["symbol"] == "circle_area"
+        bad = await client.call_tool("search", {"query": "x", "k": -1})
+        assert bad.is_error and "k: must be at least 1" in bad.content[0].text
