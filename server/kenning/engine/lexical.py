@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -45,7 +46,9 @@ class LexicalIndex:
     its own connection (``store.reader()``)."""
 
     def __init__(self, store: _Store) -> None:
-        self.store = store
+        # Weak: the store holds this index, and a store that nobody holds any
+        # more must close at once (its connections, its WAL checkpoint).
+        self._store = weakref.ref(store)
         # Guards the caches below, never held across a query.
         self._state = threading.Lock()
         self._local = threading.local()
@@ -54,6 +57,13 @@ class LexicalIndex:
         self._df_total = 0
         # Champion lists by stem: (when computed, [(chunk id, bm25)]).
         self._champions: dict[str, tuple[float, list[tuple[int, float]]]] = {}
+
+    @property
+    def store(self) -> _Store:
+        store = self._store()
+        if store is None:
+            raise RuntimeError("the store of this lexical index is gone")
+        return store
 
     def search(
         self,
