@@ -22,6 +22,7 @@ from kenning import __version__
 from kenning.config import Settings, parse_settings
 from kenning.engine.locks import describe
 from kenning.errors import IndexBusyError, KenningError, UsageError
+from kenning.lsp.args import add_arguments as lsp_arguments
 
 log = logging.getLogger("kenning")
 
@@ -247,10 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("-v", "--verbose", action="store_true", help="info and debug logs on stderr")
     mp.add_argument("-q", "--quiet", action="store_true", help="no progress, notes or warnings")
     p = sub.add_parser("lsp", help="the language server on stdio (or a TCP socket)")
-    p.add_argument("--tcp", action="store_true", help="serve on a TCP socket instead of stdio")
-    p.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logs in the log file")
+    lsp_arguments(p)
 
     p = sub.add_parser("mcp", help="an MCP server on stdio for coding agents")
     p.add_argument(

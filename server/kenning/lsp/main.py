@@ -12,6 +12,7 @@ from pathlib import Path
 from kenning import __version__
 from kenning.engine.home import check_home
 from kenning.errors import HomeError
+from kenning.lsp.args import add_arguments
 from kenning.lsp.features import lifecycle
 from kenning.lsp.logs import setup_logging
 from kenning.lsp.server import KenningServer, log
@@ -28,13 +29,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kenning lsp")
     add_arguments(parser)
     return run(parser.parse_args(argv))
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tcp", action="store_true", help="serve on a TCP socket instead of stdio")
-    p.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logs in the log file")
 
 
 def usable_home() -> tuple[Path | None, str | None]:
