@@ -264,6 +264,13 @@ def _build(
         f"{sum(map(len, gone))} gone, into {n} shards"
     )
 
+    manifest = read_manifest(out)
+    if not todo and manifest is not None and not any(_pending_count(s) for s in stores):
+        # Nothing to read or embed: no Ray, no model.
+        report = {"changed": 0, "embedded": 0, "cached": 0, "errors": []}
+        report["deleted"] = sum(stores[i].delete_files(g) for i, g in enumerate(gone) if g)
+        probe = {k: manifest.get(k) for k in ("space", "model", "dims", "device")}
+        return _finish(sources, out, stores, manifest, probe, report, skip_reasons, 0, started)
     ray = _init_ray(address, _forwarded_env())
     cpus = int(ray.cluster_resources().get("CPU", 1))
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -313,11 +320,34 @@ def _build(
     made_by = json.dumps(
         {k: probe[k] for k in ("space", "model", "device", "precision")}, sort_keys=True
     )
+    for store in stores:
+        if store.get_meta("embedded_with") != made_by:
+            store.set_meta("embedded_with", made_by)
+    return _finish(
+        sources, out, stores, read_manifest(out), probe, report, skip_reasons, pool, started
+    )
+
+
+def _pending_count(store: Store) -> int:
+    row = store.reader().execute("SELECT count(*) FROM chunks WHERE has_vector = 0").fetchone()
+    return int(row[0])
+
+
+def _finish(
+    sources: list[Source],
+    out: Path,
+    stores: list[Store],
+    manifest: dict[str, Any] | None,
+    probe: dict[str, Any],
+    report: dict[str, Any],
+    skip_reasons: dict[str, int],
+    pool: int,
+    started: float,
+) -> dict[str, Any]:
+    """Write the manifest; the summary ``kenning cluster build --json`` prints."""
     shard_rows = []
     totals = {"files": 0, "chunks": 0, "embedded": 0}
     for i, store in enumerate(stores):
-        if store.get_meta("embedded_with") != made_by:
-            store.set_meta("embedded_with", made_by)
         c = store.counts()
         shard_rows.append(
             {
@@ -330,20 +360,20 @@ def _build(
         )
         for key in totals:
             totals[key] += c[key]
-    manifest = read_manifest(out) or {}
-    built_repos = dict(manifest.get("repos") or {})
+    built_repos = dict((manifest or {}).get("repos") or {})
     built_repos.update({src.repo: str(src.root) for src in sources})
     manifest = {
         "version": 1,
-        "shards": n,
-        "space": space,
+        "shards": len(stores),
+        "space": probe["space"],
         "model": probe["model"],
-        "dims": dims,
+        "dims": probe["dims"],
+        "device": probe["device"],
         "repos": built_repos,
         "built_at": time.time(),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    summary = {
+    return {
         "files": totals["files"],
         "changed": report["changed"],
         "chunks": totals["chunks"],
@@ -360,7 +390,6 @@ def _build(
         "repos": sorted(built_repos),
         "shards": shard_rows,
     }
-    return summary
 
 
 def _apply(store: Store, prep: Prepared, report: dict[str, Any]) -> None:

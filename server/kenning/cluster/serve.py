@@ -39,7 +39,7 @@ from ray import serve
 
 from kenning.cluster.shards import ShardIndex, read_manifest, shard_db
 from kenning.engine.embedder import INT8_SPACE
-from kenning.engine.search import MODES, SearchResult, merge_results
+from kenning.engine.search import MODES, WEAK_EVIDENCE, SearchResult, merge_results
 from kenning.engine.searchable import MAX_CODE_CHARS, check_code, first_line
 from kenning.errors import KenningError, UsageError
 
@@ -52,6 +52,7 @@ MAX_K = 100
 MAX_FILTERS = 16
 LATENCY_WINDOW = 1000
 STOP_WAIT_S = 15.0
+WEAK_NOTE = "no strong match"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -252,7 +253,14 @@ class Ingress:
             if isinstance(exc, KenningError):
                 raise exc  # bad input: every shard says the same
             log.error("shard %d failed: %r", i, exc)
+        for r in ok:
+            # Each shard judged its own best; the answer's best is what counts.
+            r.notes = [n for n in r.notes if not n.startswith(WEAK_NOTE)]
         merged = merge_results(ok, k, query)
+        if merged.results and merged.results[0].score < WEAK_EVIDENCE:
+            merged.notes.append(
+                f"{WEAK_NOTE}: the best result scores {merged.results[0].score:.2f}"
+            )
         if failed:
             merged.notes.append(
                 f"{len(failed)} of {len(answers)} shards did not answer: results may be missing"

@@ -270,7 +270,8 @@ def fan_out(
             except TimeoutError:
                 notes.append(f"{source.name} skipped: no answer within {timeout_s:g} s")
             except KenningError as exc:
-                notes.append(f"{source.name} skipped: {exc}")
+                why = str(exc).removeprefix(f"{source.name}: ")
+                notes.append(f"{source.name} skipped: {why}")
             except Exception as exc:  # a remote's failure is never the search's
                 log.warning("remote %s failed", source.name, exc_info=True)
                 notes.append(f"{source.name} skipped: {type(exc).__name__}: {exc}")
