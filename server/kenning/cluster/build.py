@@ -272,7 +272,17 @@ def _build(
         probe = {k: manifest.get(k) for k in ("space", "model", "dims", "device")}
         return _finish(sources, out, stores, manifest, probe, report, skip_reasons, 0, started)
     ray = _init_ray(address, _forwarded_env())
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    # What is free, not what exists: a build beside a running `cluster serve`
+    # (its replicas hold CPUs) must fit in the rest, or its tasks wait forever.
+    free = float(ray.available_resources().get("CPU", 0.0))
+    if free < 1.0:
+        # Ray Data's actor pool waits forever below one free CPU (measured with 2.60).
+        raise UsageError(
+            f"the Ray cluster has {free:g} free CPUs; the build needs at least 1 "
+            "(is a `kenning cluster serve` holding them?)"
+        )
+    cpus = max(1, int(free))
+    task_cpus = min(1.0, free)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     report: dict[str, Any] = {"changed": 0, "embedded": 0, "cached": 0, "errors": []}
     report["deleted"] = sum(stores[i].delete_files(g) for i, g in enumerate(gone) if g)
@@ -280,7 +290,7 @@ def _build(
     # 2-3. read and chunk in Ray tasks; write here, one transaction per batch and shard
     if todo:
         ds = ray.data.from_items(todo).map_batches(
-            chunk_batch, batch_size=CHUNK_BATCH, batch_format="numpy", num_cpus=1
+            chunk_batch, batch_size=CHUNK_BATCH, batch_format="numpy", num_cpus=task_cpus
         )
         done = 0
         last = 0.0
@@ -308,7 +318,7 @@ def _build(
     )
     probe = ray.get(
         ray.remote(probe_model)
-        .options(num_cpus=1, num_gpus=1 if gpus else 0)
+        .options(num_cpus=task_cpus, num_gpus=1 if gpus else 0)
         .remote(model, device, threads)
     )
     space, dims = probe["space"], int(probe["dims"])
@@ -440,6 +450,8 @@ def _embed(
     report: dict[str, Any],
     say: Say,
 ) -> None:
+    # Fits in what is free (see _build); Ray's CPUs are a budget, not a pinning.
+    actor_cpus = min(float(threads), float(ray.available_resources().get("CPU", 1.0)) / pool)
     vectors = [VectorIndex(s) for s in stores]
     for v in vectors:
         v.ensure_model(space, dims)
@@ -469,7 +481,7 @@ def _embed(
         batch_size=EMBED_BATCH,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=pool),
-        num_cpus=threads,
+        num_cpus=actor_cpus,
         num_gpus=1 if gpus else 0,
     )
     done = 0

@@ -52,6 +52,12 @@ MAX_K = 100
 MAX_FILTERS = 16
 LATENCY_WINDOW = 1000
 STOP_WAIT_S = 15.0
+# Ray CPUs are a scheduling budget: a shard replica waits on SQLite and numpy
+# for milliseconds per query, so small shares let a node hold many shards and
+# leave CPUs for a build beside them.
+SHARD_CPUS = 0.1
+EMBEDDER_CPUS = 0.25
+INGRESS_CPUS = 0.1
 WEAK_NOTE = "no strong match"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -65,7 +71,7 @@ class HttpError(Exception):
 # -- deployments -----------------------------------------------------------------------
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(ray_actor_options={"num_cpus": SHARD_CPUS})
 class Shard:
     """One shard, read-only: the engine's search over its own files."""
 
@@ -99,7 +105,7 @@ class Shard:
         return self.index.counts()
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5})
+@serve.deployment(ray_actor_options={"num_cpus": EMBEDDER_CPUS})
 class QueryEmbedder:
     """The model, once; concurrent queries share one forward pass."""
 
@@ -130,7 +136,7 @@ class QueryEmbedder:
         return await self._documents(text), self.space
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(ray_actor_options={"num_cpus": INGRESS_CPUS})
 class Ingress:
     """HTTP: checks the token and the request, fans out, merges."""
 
@@ -411,7 +417,7 @@ def build_app(out: Path, token: str, threads: int = 1) -> Any:
     precision = "int8" if space.endswith(INT8_SPACE) else "fp32"
     embedder = QueryEmbedder.options(
         ray_actor_options={
-            "num_cpus": 0.5,
+            "num_cpus": EMBEDDER_CPUS,
             "runtime_env": {"env_vars": {"KENNING_PRECISION": precision}},
         }
     ).bind(manifest.get("model"), threads)
