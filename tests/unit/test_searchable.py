@@ -240,3 +240,39 @@ def test_local_similar_by_code(local: LocalSearchable) -> None:
     assert [h.symbol for h in result.results] == ["compute_late_fee"]
     assert isinstance(result, SearchResult)
     assert all(isinstance(h, SearchHit) and h.repo == "ledger" for h in result.results)
+
+
+def test_remote_settings_name_endpoints_and_their_token_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kenning.cluster.remote import from_settings
+    from kenning.config import parse_settings
+
+    monkeypatch.setenv("ACME_KENNING_TOKEN", "s3cret")
+    settings, problems = parse_settings(
+        {
+            "remote": {
+                "endpoints": [
+                    {"url": "https://kenning.acme.example", "tokenEnv": "ACME_KENNING_TOKEN"},
+                    "http://127.0.0.1:8000",
+                ],
+                "timeoutMs": 500,
+            }
+        }
+    )
+    assert problems == []
+    got = [(r.url, r.token, r.timeout_s) for r in from_settings(settings.remote)]
+    assert got == [
+        ("https://kenning.acme.example", "s3cret", 0.5),
+        ("http://127.0.0.1:8000", None, 0.5),
+    ]
+    assert settings.to_wire()["remote"]["endpoints"][0] == {
+        "url": "https://kenning.acme.example",
+        "tokenEnv": "ACME_KENNING_TOKEN",
+        "repo": None,
+    }
+    settings, problems = parse_settings({"remote": {"endpoints": [{"url": "ftp://x"}]}})
+    assert settings.remote.endpoints == []
+    assert problems == [
+        "remote.endpoints[0].url: expected an http:// or https:// URL; using the default []"
+    ]

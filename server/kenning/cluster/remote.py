@@ -189,3 +189,14 @@ def from_env(
         wanted = [u for u in os.environ[ENV_URL].replace(",", " ").split() if u]
     token = token if token is not None else os.environ.get(ENV_TOKEN) or None
     return [RemoteSearchable(u, token, timeout_s) for u in dict.fromkeys(wanted)]
+
+
+def from_settings(remote: Any) -> list[RemoteSearchable]:
+    """Endpoints of the ``remote`` settings (``remote.endpoints``, ``remote.timeoutMs``);
+    each token is read from the environment variable its ``tokenEnv`` names."""
+    timeout_s = max(0.05, remote.timeout_ms / 1000)
+    out = []
+    for ep in remote.endpoints:
+        token = os.environ.get(ep.token_env) if ep.token_env else None
+        out.append(RemoteSearchable(ep.url, token or None, timeout_s, ep.repo))
+    return out
