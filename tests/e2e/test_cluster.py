@@ -322,3 +322,34 @@ def test_serving_with_an_empty_token_file_is_refused(home: Path, built: Any, tmp
     assert r.stderr.strip().splitlines() == [
         f"kenning: error: {token}: the token file is empty; refusing to serve without a token"
     ]
+
+
+def test_similar_and_status_with_a_remote(
+    home: Path, served: tuple[str, str], tmp_path: Path
+) -> None:
+    url, token = served
+    work = write_tree(
+        tmp_path / "mine",
+        {
+            "mask.py": """
+            def mask_address(email):
+                user, _, host = email.partition("@")
+                if not host:
+                    return "***"
+                return user[:1] + "*" * (len(user) - 1) + "@" + host
+            """
+        },
+    )
+    r = kenning(home, "similar", "mask.py:2", "--json", "--remote", url, cwd=work,
+                KENNING_REMOTE_TOKEN=token)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    results = json.loads(r.stdout)["results"]
+    assert results[0]["symbol"] == "obfuscate_email" and results[0]["endpoint"] == url, results
+    assert "mask_address" not in [h["symbol"] for h in results]  # itself left out
+    r = kenning(home, "status", "--json", "--remote", url, cwd=work, KENNING_REMOTE_TOKEN=token)
+    assert r.returncode == 0, r.stderr
+    (remote,) = json.loads(r.stdout)["remotes"]
+    assert remote["state"] == "ok" and remote["remote"]["chunks"] > 100
+    r = kenning(home, "status", "--json", "--remote", url, cwd=work)
+    (remote,) = json.loads(r.stdout)["remotes"]
+    assert remote["state"] == "error" and "401" in remote["error"]
