@@ -9,6 +9,7 @@ searched through ``kenning search --remote`` as a developer would.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -141,8 +142,8 @@ def served(home: Path, built: Any, ray_address: str) -> Iterator[tuple[str, str]
             try:
                 if _get(url + "/healthz")[0] == 200:
                     break
-            except (urllib.error.URLError, OSError):
-                pass
+            except (urllib.error.URLError, OSError, ValueError):
+                pass  # not listening yet, or the proxy is up before the app's route
             assert time.monotonic() < deadline, "cluster serve did not come up in 180 s"
             time.sleep(0.5)
         token = (out / "serve.token").read_text().strip()
@@ -353,3 +354,68 @@ def test_similar_and_status_with_a_remote(
     r = kenning(home, "status", "--json", "--remote", url, cwd=work)
     (remote,) = json.loads(r.stdout)["remotes"]
     assert remote["state"] == "error" and "401" in remote["error"]
+
+
+# -- the language server with remote.endpoints ------------------------------------------
+
+
+async def test_language_server_searches_endpoints_with_an_unsaved_buffer_overlay(
+    served: tuple[str, str], tmp_path: Path, kenning_home: Path
+) -> None:
+    from tests.e2e.conftest import VSCODE, start_session, stop_session, uri
+
+    url, token = served
+    # A working copy of ledgerly with obfuscate_email renamed in an unsaved buffer.
+    work = tmp_path / "ledgerly"
+    shutil.copytree(CORPUS / "ledgerly", work)
+    options = {
+        "remote": {"endpoints": [{"url": url, "tokenEnv": "TEAM_KENNING_TOKEN"}], "timeoutMs": 5000}
+    }
+    s = await start_session(
+        [work], kenning_home, VSCODE, init_options=options, env={"TEAM_KENNING_TOKEN": token}
+    )
+    try:
+        await s.idle(timeout=60)
+        text = (work / "utils" / "text.py").read_text().replace("obfuscate_email", "hide_email")
+        s.open(work / "utils" / "text.py", text)
+        deadline = time.monotonic() + 20
+        while True:
+            out = await s.search("obfuscate email address", k=10)
+            symbols = [h["symbol"] for h in out["results"]]
+            if "hide_email" in symbols or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert "hide_email" in symbols and "obfuscate_email" not in symbols, out
+        assert all("endpoint" not in h for h in out["results"] if h.get("repo") == "ledgerly")
+        # Other repositories come from the endpoint, with where they are.
+        out = await s.search("rate limiter middleware for client ip", k=5)
+        remote = [h for h in out["results"] if h.get("endpoint") == url]
+        assert remote and remote[0]["repo"] == "gateway", out
+        assert remote[0]["uri"].startswith(f"{url}/gateway/")
+        status = await s.command("kenning.status")
+        assert [(r["url"], r["state"]) for r in status["remotes"]] == [(url, "ok")]
+        assert uri(work).startswith("file:")
+    finally:
+        await stop_session(s)
+
+
+async def test_language_server_answers_locally_when_the_endpoint_is_down(
+    tmp_path: Path, kenning_home: Path
+) -> None:
+    from tests.e2e.conftest import VSCODE, start_session, stop_session
+
+    work = write_tree(
+        tmp_path / "mine", {"mail.py": "def send_reminder_email(user):\n    return user\n"}
+    )
+    url = f"http://127.0.0.1:{_free_port()}"
+    options = {"remote": {"endpoints": [url], "timeoutMs": 1000}}
+    s = await start_session([work], kenning_home, VSCODE, init_options=options)
+    try:
+        await s.idle(timeout=60)
+        out = await s.search("send reminder email")
+        assert [h["symbol"] for h in out["results"]] == ["send_reminder_email"]
+        assert any(n.startswith(f"{url} skipped: unreachable") for n in out["notes"]), out
+        status = await s.command("kenning.status")
+        assert status["remotes"][0]["state"] == "error"
+    finally:
+        await stop_session(s)
