@@ -280,6 +280,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs in the log file")
+
+    p = sub.add_parser("mcp", help="an MCP server on stdio for coding agents")
+    p.add_argument(
+        "--path",
+        action="append",
+        metavar="DIR",
+        help="workspace root when the client sends none (default: the current folder); "
+        "repeat for several roots",
+    )
+    p.add_argument(
+        "--model", help="model id or folder (default: KENNING_MODEL or the embedded default)"
+    )
+    p.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], help="where to embed (default: auto)"
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        type=_glob_type(),
+        metavar="GLOB",
+        help="leave out files matching GLOB (gitignore syntax); repeatable",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        type=_glob_type(),
+        metavar="GLOB",
+        help="index files matching GLOB even if ignored or vendored; repeatable",
+    )
+    p.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not watch the files; the index is brought up to date when the server starts",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logs in the log file")
     return parser
 
 
@@ -860,6 +897,12 @@ def cmd_lsp(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from kenning.mcp.server import run
+
+    return run(args, _settings(args))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "index": cmd_index,
     "search": cmd_search,
@@ -870,6 +913,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "models": cmd_models,
     "cluster": cmd_cluster,
     "lsp": cmd_lsp,
+    "mcp": cmd_mcp,
 }
 
 

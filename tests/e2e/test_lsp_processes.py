@@ -31,7 +31,12 @@ from kenning.engine.workspace import index_path
 from .conftest import VSCODE, Session, eventually, start_session, stop_session
 
 FILES = 40
-NEW_FUNCTION = "\n\ndef zebra_unicorn_gallop(herd):\n    return [z.gallop() for z in herd]\n"
+# Three lines: a shorter function joins its neighbour and answers under its name.
+NEW_FUNCTION = (
+    "\n\ndef zebra_unicorn_gallop(herd):\n"
+    "    fast = [z for z in herd if z.rested]\n"
+    "    return [z.gallop() for z in fast]\n"
+)
 
 
 @pytest.fixture

@@ -108,10 +108,15 @@ async def test_binary_huge_and_odd_documents_are_skipped(started):
     s.open(
         s.root / "lib/stray.py", text="def join_with_nul(parts):\n    return '\x00'.join(parts)\n"
     )
-    await s.idle()
+    # (An opened buffer is synced after the edit debounce: idle() may come first.)
     for query, path in [("join with nul", "lib/stray.py"), ("caf au lait", "lib/latin.py")]:
-        out = await s.search(query, mode="lexical")
-        assert out["results"] and out["results"][0]["uri"].endswith(path), (query, out)
+
+        async def first(query: str = query) -> dict | None:
+            out = await s.search(query, mode="lexical")
+            return out if out["results"] else None
+
+        out = await eventually(first)
+        assert out["results"][0]["uri"].endswith(path), (query, out)
 
 
 async def test_invalid_settings_are_shown_once_and_defaults_used(started):

@@ -313,7 +313,7 @@ def test_stderr_stays_quiet_and_status_names_the_device(ws: Path) -> None:
     assert out.returncode == 0
     # Loading the model, picking a device, deriving int8 weights: -v only.
     assert out.stderr == ""
-    assert out.stdout.startswith("1.000  src/config.py")
+    assert out.stdout.split()[1].startswith("src/config.py:"), out.stdout
     loud = run("search", "read a json config file", "-v", "--path", str(ws))
     assert "model all-minilm-l6-v2-int8" in loud.stderr, loud.stderr
     status = json.loads(run("status", "--json", "--path", str(ws)).stdout)

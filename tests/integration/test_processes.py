@@ -20,9 +20,10 @@ from pathlib import Path
 import apsw
 import pytest
 import xxhash
-from tests.index_checks import make_corpus, problems
 
+from kenning.engine.text import embed_header, embed_input
 from kenning.engine.workspace import index_path
+from tests.index_checks import make_corpus, problems
 
 FAKE_CLI = [sys.executable, str(Path(__file__).resolve().parent.parent / "fake_cli.py")]
 FILES = 40
@@ -78,10 +79,18 @@ def embed_log(log: Path) -> Counter[str]:
 
 
 def chunk_text_hashes(db: Path) -> set[str]:
+    """The hashes of what each chunk is embedded as: its code under its header."""
     conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
     try:
+        rows = conn.execute(
+            "SELECT f.path, c.language, c.kind, c.symbol, c.text"
+            " FROM chunks c JOIN files f ON f.id = c.file_id"
+        )
         return {
-            xxhash.xxh3_64_hexdigest(r[0].encode()) for r in conn.execute("SELECT text FROM chunks")
+            xxhash.xxh3_64_hexdigest(
+                embed_input(embed_header(path, language, kind, symbol), text).encode()
+            )
+            for path, language, kind, symbol, text in rows
         }
     finally:
         conn.close()

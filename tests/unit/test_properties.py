@@ -76,14 +76,22 @@ def check_records(text: str, records: list[tuple]) -> None:
     starts = [r[0] for r in records]
     assert starts == sorted(starts), "chunks out of order"
     covered: set[int] = set()
-    for start, end, _kind, symbol, _lang, body, digest, fts_sym, fts_body in records:
+    for record in records:
+        start, end, _kind, symbol, _lang, body, digest, unit_start, unit_end = record[:9]
+        fts_sym, fts_body, fts_nm = record[9:]
         assert 1 <= start <= end <= n, (start, end, n)
+        # A piece of a split definition points at the whole definition.
+        if unit_start is not None:
+            assert unit_start <= start <= end <= unit_end <= n, (start, end, unit_end)
         own = "\n".join(lines[start - 1 : end])
         # The later parts of a split definition carry its signature in front.
         assert body == own or body.endswith("\n" + own), (start, end)
         assert body.strip(), "a blank chunk"
         assert digest == digest_text(body)
-        assert fts_sym == (fts_symbol(symbol) if symbol else "")
+        # The FTS symbol column names the chunk's own definition first, then any
+        # other definitions merged into it.
+        assert fts_sym.startswith(fts_symbol(symbol)) if symbol else True
+        assert bool(fts_nm) == bool(fts_sym)
         assert fts_body == fts_text(body)
         covered.update(range(start, end + 1))
     blank = {i + 1 for i, line in enumerate(lines) if not line or line.isspace()}

@@ -233,6 +233,8 @@ class Searcher:
             vector = self.vectors.nearest(query_vector, pool, languages, file_ids)
         if mode == "hybrid" and query_vector is None:
             notes.append("no embedding model loaded: lexical results only")
+        if held is not None and held != space:
+            query_vector = None  # nor does the score read a vector of the old model
         if complete < 1.0 and mode != "lexical":
             notes.append(f"embeddings {complete:.0%} complete: results may be missing")
 

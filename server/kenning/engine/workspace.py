@@ -46,6 +46,7 @@ from kenning.engine.scan import (
 from kenning.engine.search import Searcher, SearchResult, to_hit
 from kenning.engine.store import ChunkRow, FileRow, Store
 from kenning.engine.templates import TemplateLibrary, TemplateMatch
+from kenning.engine.types import SearchHit
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.errors import (
     LocationError,
@@ -63,7 +64,8 @@ log = logging.getLogger(__name__)
 
 # (stage, done, total): stage is "scan", "chunk" or "embed".
 Progress = Callable[[str, int, int], None]
-EmbedderSource = Embedder | Callable[[], Embedder] | None
+# A callable may return None until the model has loaded (searches are lexical meanwhile).
+EmbedderSource = Embedder | Callable[[], Embedder | None] | None
 
 # Small enough that a cancel (a newer edit) waits at most a second or two.
 EMBED_BATCH = 64
@@ -825,6 +827,24 @@ class Index:
             vector = None
         if vector is None:
             vector = self.embedder.embed_documents([text])[0]
+        label = f"{row.path}:{row.start_line}-{row.end_line}"
+        return self._nearest(vector, k, exclude, label, started)
+
+    def similar_code(self, code: str, k: int = 10) -> SearchResult:
+        """Chunks most like a piece of code that need not be in the workspace."""
+        started = time.perf_counter()
+        if self.embedder is None:
+            raise NeedsEmbeddingsError("similar code needs an embedding model; none is loaded")
+        if not code.strip():
+            raise UsageError("the code is empty")
+        vector = self.embedder.embed_documents([code])[0]
+        first = next((ln.strip() for ln in code.splitlines() if ln.strip()), "")
+        return self._nearest(vector, k, [], first[:80], started)
+
+    def _nearest(
+        self, vector: np.ndarray, k: int, exclude: list[int], label: str, started: float
+    ) -> SearchResult:
+        assert self.embedder is not None
         held = self.vectors.model_id
         # Vectors of another model (not re-embedded yet) are not comparable with this one.
         nearest = (
@@ -842,10 +862,30 @@ class Index:
             hit.root = str(self.root)
         took = (time.perf_counter() - started) * 1000
         self._latencies.append(took)
-        label = f"{row.path}:{row.start_line}-{row.end_line}"
         result = SearchResult(label, "vector", hits, took, self._complete())
         self._note_busy(result)
         return result
+
+    def stale(self, paths: Sequence[str]) -> set[str]:
+        """Those of ``paths`` (relative) whose file on disk is not what the index holds:
+        changed, removed, or never indexed. A line range from the index may have moved."""
+        out: set[str] = set()
+        for rel in set(paths):
+            if rel in self._buffers:
+                continue  # this process's own buffer is the truth, not the disk
+            row = self.store.file(rel)
+            try:
+                st = (self.root / rel).stat()
+            except OSError:
+                out.add(rel)
+                continue
+            if row is None or row.size != st.st_size:
+                out.add(rel)
+            elif row.mtime_ns >= 0 and row.mtime_ns != st.st_mtime_ns:
+                # A negative mtime marks another editor's unsaved buffer: its
+                # size is the only thing to compare with the disk.
+                out.add(rel)
+        return out
 
     def _note_busy(self, result: SearchResult) -> None:
         holder = self.run_lock.holder()
@@ -900,6 +940,25 @@ class Index:
             threshold = self.settings.duplicates.threshold
         with self._refresh_lock:
             return find_patterns(self.store, self.vectors, threshold, min_size, limit)
+
+    def duplicates(
+        self, path: str | Path, line: int, threshold: float | None = None, k: int | None = None
+    ) -> tuple[ChunkRow, list[SearchHit]]:
+        """The chunk at ``line`` and its near-duplicates elsewhere, best first, at
+        most ``k`` (``kenning.duplicates``'s test, against ``duplicates.threshold``)."""
+        from kenning.engine.patterns import near_duplicates
+
+        if threshold is None:
+            threshold = self.settings.duplicates.threshold
+        row = self.chunk_at(path, line)
+        with self._refresh_lock:  # signatures are computed and stored on first use
+            found = near_duplicates(self.store, self.vectors, row, threshold, k)
+        hits = []
+        for other, sim in found:
+            hit = to_hit(other, sim, {"similarity": round(sim, 4)})
+            hit.root = str(self.root)
+            hits.append(hit)
+        return row, hits
 
     def save_pattern_template(self, report: PatternReport, cluster_id: str) -> Path:
         from kenning.engine.patterns import save_template

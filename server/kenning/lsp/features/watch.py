@@ -4,34 +4,31 @@ When the client can watch files for us (``workspace.didChangeWatchedFiles``
 with dynamic registration, e.g. VS Code), we register for every file and it
 sends ``workspace/didChangeWatchedFiles``. When it cannot (Neovim 0.7, many
 others) or refuses the registration, we watch the folders ourselves with
-``watchfiles`` (inotify/FSEvents/ReadDirectoryChangesW): free while nothing
-changes, unlike polling, which costs a full stat of the tree each round
-(about 0.5 s of CPU per 10k files here).
+the engine's :class:`~kenning.engine.watch.FolderWatcher` (``watchfiles``),
+which the MCP server uses too.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
 
+from kenning.engine.watch import FolderWatcher
 from kenning.lsp.server import KenningServer
 
 log = logging.getLogger(__name__)
 
 REGISTRATION_ID = "kenning-watched-files"
-WATCH_DEBOUNCE_MS = 200
 
 
 class Watching:
     def __init__(self, server: KenningServer) -> None:
         self.server = server
         self.mode = "none"  # "client", "watchfiles" or "none"
-        self._stop: threading.Event | None = None
-        self._thread: threading.Thread | None = None
+        self._watcher: FolderWatcher | None = None
 
     def _client_can_watch(self) -> bool:
         caps = self.server.client_capabilities
@@ -68,50 +65,24 @@ class Watching:
             self._start_thread()
 
     def _start_thread(self) -> None:
-        roots = [str(r) for r in self.server.folders]
-        if not roots:
+        roots = list(self.server.folders)
+        watcher = FolderWatcher(roots, self._changed, self._failed)
+        if not watcher.start():
             self.mode = "none"
             return
-        try:
-            import watchfiles  # noqa: F401
-        except ImportError:
-            log.warning(
-                "watchfiles is not installed: changes made outside the editor are "
-                "picked up by the next reindex"
-            )
-            self.mode = "none"
-            return
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._watch, args=(roots, self._stop), name="kenning-watch", daemon=True
-        )
-        self._thread.start()
+        self._watcher = watcher
         self.mode = "watchfiles"
-        log.info("watching %d folder(s) for changes", len(roots))
 
-    def _watch(self, roots: list[str], stop: threading.Event) -> None:
-        import watchfiles
+    def _changed(self, paths: list[Path]) -> None:
+        # On the watcher's thread: the event loop takes it from here.
+        self.server.call_on_loop(self._deliver, paths)
 
-        try:
-            for changes in watchfiles.watch(
-                *roots,
-                watch_filter=watchfiles.DefaultFilter(),
-                debounce=WATCH_DEBOUNCE_MS,
-                step=50,
-                stop_event=stop,
-                raise_interrupt=False,
-                rust_timeout=1000,
-            ):
-                paths = [Path(p) for _, p in changes]
-                self.server.call_on_loop(self._deliver, paths)
-        except Exception as exc:
-            if not stop.is_set():
-                log.warning("watching files stopped: %s", exc, exc_info=True)
-                self.server.show_warning(
-                    f"kenning: cannot watch files ({exc}); changes made outside the editor "
-                    "are picked up by the next reindex"
-                )
-                self.mode = "none"
+    def _failed(self, exc: Exception) -> None:
+        self.server.show_warning(
+            f"kenning: cannot watch files ({exc}); changes made outside the editor "
+            "are picked up by the next reindex"
+        )
+        self.mode = "none"
 
     def _deliver(self, paths: list[Path]) -> None:
         sync: Any = self.server.sync
@@ -119,12 +90,9 @@ class Watching:
             sync.files_changed(paths)
 
     def stop(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=3)
-        self._stop = None
-        self._thread = None
+        if self._watcher is not None:
+            self._watcher.stop()
+        self._watcher = None
 
 
 def register(server: KenningServer) -> None:
