@@ -224,7 +224,7 @@ def serve_bench(out: Path, queries: int) -> dict[str, Any]:
     rss = _replica_rss()
     serve.delete(APP_NAME)
     serve.shutdown()
-    shard_rss = [v for k, v in rss.items() if k.startswith("shard")]
+    shard_rss = [v for k, v in rss.items() if k.startswith("shard") and "." not in k]
     return {
         **_percentiles(times),
         "queries": queries,
@@ -249,8 +249,11 @@ def _replica_rss() -> dict[str, int]:
         except OSError:
             continue
         hwm = next((ln for ln in status.splitlines() if ln.startswith("VmHWM")), None)
-        if hwm:
-            rss[title.split(":")[-1].split()[0]] = int(hwm.split()[1]) // 1024
+        now = next((ln for ln in status.splitlines() if ln.startswith("VmRSS")), None)
+        if hwm and now:
+            name = title.split(":")[-1].split()[0]
+            rss[name] = int(hwm.split()[1]) // 1024
+            rss[name + ".now"] = int(now.split()[1]) // 1024
     return rss
 
 
@@ -288,6 +291,10 @@ def main() -> None:
     import ray
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    # Ray's processes write to our stdout (a raylet line at shutdown): the JSON
+    # alone goes there, so everything else goes to stderr meanwhile.
+    stdout = os.dup(1)
+    os.dup2(2, 1)
     env = {k: os.environ[k] for k in ("KENNING_HOME", "HF_HUB_OFFLINE") if k in os.environ}
     env["PYTHONPATH"] = str(REPO / "server")
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
@@ -311,6 +318,8 @@ def main() -> None:
     finally:
         ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
+        sys.stdout.flush()
+        os.dup2(stdout, 1)
     print(json.dumps(result, indent=1))
 
 

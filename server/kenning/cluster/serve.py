@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ STOP_WAIT_S = 15.0
 SHARD_CPUS = 0.1
 EMBEDDER_CPUS = 0.25
 INGRESS_CPUS = 0.1
+SHARD_THREADS = 2
 WEAK_NOTE = "no strong match"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -77,8 +79,12 @@ class Shard:
 
     def __init__(self, path: str, shard_id: int) -> None:
         self.index = ShardIndex(Path(path), shard_id)
+        # Queries run on a few threads of our own: each thread holds its own
+        # SQLite reader and page cache, and Serve's default pool for sync
+        # methods has many threads, which grew a 125k-chunk replica to 840 MB.
+        self.pool = ThreadPoolExecutor(max_workers=SHARD_THREADS, thread_name_prefix="shard")
         # The first query must not pay for loading vectors and word lists.
-        threading.Thread(target=self._warm, daemon=True).start()
+        self.pool.submit(self._warm)
 
     def _warm(self) -> None:
         try:
@@ -86,7 +92,10 @@ class Shard:
         except Exception:
             log.warning("warming shard %s failed", self.index.id, exc_info=True)
 
-    def search(
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def search(
         self,
         query: str,
         vector: np.ndarray | None,
@@ -96,13 +105,13 @@ class Shard:
         globs: list[str] | None,
         space: str | None,
     ) -> SearchResult:
-        return self.index.search(query, vector, k, mode, languages, globs, space)
+        return await self._run(self.index.search, query, vector, k, mode, languages, globs, space)
 
-    def similar(self, vector: np.ndarray, k: int, space: str | None) -> SearchResult:
-        return self.index.similar(vector, k, space)
+    async def similar(self, vector: np.ndarray, k: int, space: str | None) -> SearchResult:
+        return await self._run(self.index.similar, vector, k, space)
 
-    def counts(self) -> dict[str, int]:
-        return self.index.counts()
+    async def counts(self) -> dict[str, int]:
+        return await self._run(self.index.counts)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": EMBEDDER_CPUS})
