@@ -28,8 +28,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from kenning.engine.search import SearchResult, merge_results, to_hit
-from kenning.errors import KenningError, NeedsEmbeddingsError, UsageError
+from kenning.engine.search import SearchResult, merge_results
+from kenning.errors import KenningError, UsageError
 
 if TYPE_CHECKING:
     from kenning.engine.workspace import Index
@@ -190,25 +190,8 @@ class LocalSearchable:
         return self._tag(self.index.search(query, k, mode, languages, globs))
 
     def similar(self, code: str, k: int = 10) -> SearchResult:
-        started = time.perf_counter()
         check_code(code)
-        index = self.index
-        embedder = index.embedder
-        if embedder is None:
-            raise NeedsEmbeddingsError("similar code needs an embedding model; none is loaded")
-        vector = embedder.embed_documents([code])[0]
-        held = index.vectors.model_id
-        nearest = index.vectors.nearest(vector, k) if held in (None, embedder.space) else []
-        rows = index.store.chunk_rows([cid for cid, _ in nearest])
-        hits = [
-            to_hit(rows[cid], max(0.0, sim), {"similarity": round(sim, 4)})
-            for cid, sim in nearest
-            if cid in rows
-        ]
-        for hit in hits:
-            hit.root = str(index.root)
-        took = (time.perf_counter() - started) * 1000
-        return self._tag(SearchResult(first_line(code), "vector", hits, took))
+        return self._tag(self.index.similar_code(code, k))
 
     def status(self) -> dict[str, Any]:
         return {**self.index.status(), "repo": self.repo}
