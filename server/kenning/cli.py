@@ -27,7 +27,8 @@ from kenning.lsp.args import add_arguments as lsp_arguments
 log = logging.getLogger("kenning")
 
 EPILOG = (
-    "Docs: README.md. Environment: KENNING_HOME, KENNING_MODEL, KENNING_DEVICE, HF_HUB_OFFLINE."
+    "Docs: README.md. Environment: KENNING_HOME, KENNING_MODEL, KENNING_DEVICE, "
+    "KENNING_REMOTE, KENNING_REMOTE_TOKEN, HF_HUB_OFFLINE."
 )
 
 
@@ -183,16 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
         "the rest is answered by words and embedded by the next run",
     )
     p.add_argument("--explain", action="store_true", help="show why each result scored as it did")
+    _remote_args(p)
 
     p = sub.add_parser("similar", help="code most like the chunk at FILE:LINE")
     _common(p)
     p.add_argument("location", metavar="FILE:LINE")
     p.add_argument("-k", type=_int_at_least(1), default=10, help="number of results (default 10)")
     p.add_argument("--no-refresh", action="store_true", help="use the index as it is")
+    _remote_args(p)
 
     p = sub.add_parser("status", help="what the index holds and how it performs")
     _common(p)
     p.add_argument("--skipped", action="store_true", help="list every skipped file with the reason")
+    _remote_args(p)
 
     p = sub.add_parser("templates", help="the template library")
     tsub = p.add_subparsers(
@@ -247,6 +251,39 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     mp.add_argument("-v", "--verbose", action="store_true", help="info and debug logs on stderr")
     mp.add_argument("-q", "--quiet", action="store_true", help="no progress, notes or warnings")
+    p = sub.add_parser("cluster", help="shard indexes built and served with Ray (extra: cluster)")
+    csub = p.add_subparsers(
+        dest="cluster_command", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+    )
+    cp = csub.add_parser("build", help="build or update shard indexes of SOURCE folders")
+    _common(cp)
+    cp.add_argument("sources", nargs="+", metavar="SOURCE", help="a folder or git repository")
+    cp.add_argument("--out", required=True, metavar="DIR", help="folder of the shards")
+    cp.add_argument(
+        "--shards", type=_int_at_least(1), required=True, metavar="N", help="number of shards"
+    )
+    cp.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else local)")
+    cp.add_argument(
+        "--workers",
+        type=_int_at_least(1),
+        metavar="N",
+        help="embedding actors (default: per GPU, else one per two CPUs)",
+    )
+    cp = csub.add_parser("serve", help="serve shard indexes over HTTP with Ray Serve")
+    cp.add_argument("dir", metavar="DIR", help="folder of the shards (from `cluster build`)")
+    cp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    cp.add_argument("--port", type=_int_at_least(1), default=8000, help="port (default 8000)")
+    cp.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="bearer token; made (mode 0600) when absent (default DIR/serve.token)",
+    )
+    cp.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else local)")
+    cp.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
+    cp.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
+    cp.add_argument("-v", "--verbose", action="store_true", help="info and debug logs on stderr")
+    cp.add_argument("-q", "--quiet", action="store_true", help="no progress or warnings")
+
     p = sub.add_parser("lsp", help="the language server on stdio (or a TCP socket)")
     lsp_arguments(p)
 
@@ -287,6 +324,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs in the log file")
     return parser
+
+
+def _remote_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--remote",
+        action="append",
+        metavar="URL",
+        help="also search this `kenning cluster serve` endpoint (default: KENNING_REMOTE; "
+        "token: KENNING_REMOTE_TOKEN); repeatable",
+    )
+    p.add_argument(
+        "--remote-timeout",
+        type=_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="answer without an endpoint that takes longer (default 2)",
+    )
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
@@ -494,13 +548,26 @@ def _merge(results: Sequence[Any], k: int, query: str) -> dict[str, Any]:
     """One answer from several roots: best scores first, paths kept per root."""
     from kenning.engine.search import merge_results
 
-    merged = merge_results(results, k, query)
-    out = merged.to_json()
-    if len(results) > 1:
-        items: list[dict[str, Any]] = out["results"]  # type: ignore[assignment]
-        for item, hit in zip(items, merged.results, strict=True):
+    return _result_json(merge_results(results, k, query), len(results) > 1)
+
+
+def _result_json(merged: Any, roots: bool) -> dict[str, Any]:
+    out: dict[str, Any] = merged.to_json()
+    for item, hit in zip(out["results"], merged.results, strict=True):
+        if hit.root.startswith(("http://", "https://")):
+            item["endpoint"] = hit.root
+        elif roots:
             item["root"] = hit.root
     return out
+
+
+def _remotes(args: argparse.Namespace) -> list[Any]:
+    """The endpoints of ``--remote`` or KENNING_REMOTE; none without either."""
+    if not args.remote and not os.environ.get("KENNING_REMOTE"):
+        return []
+    from kenning.cluster.remote import from_env
+
+    return from_env(args.remote, args.remote_timeout)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -513,8 +580,18 @@ def cmd_search(args: argparse.Namespace) -> int:
             # Where another process is indexing, the search says so (a note) instead.
             busy = any(r.indexing_by for r in reports)
             pending = sum(r.pending for r in reports) if embed and not busy else 0
-        results = [ix.search(query, args.k, args.mode, args.lang, args.glob) for ix in indexes]
-    merged = _merge(results, args.k, query)
+        remotes = _remotes(args)
+        if remotes:
+            from kenning.engine.searchable import LocalSearchable, search_all
+
+            sources = [LocalSearchable(ix) for ix in indexes] + remotes
+            answer = search_all(
+                sources, query, args.k, args.mode, args.lang, args.glob, args.remote_timeout
+            )
+            merged = _result_json(answer, len(indexes) > 1)
+        else:
+            results = [ix.search(query, args.k, args.mode, args.lang, args.glob) for ix in indexes]
+            merged = _merge(results, args.k, query)
     if pending:
         _note(
             args,
@@ -537,8 +614,12 @@ def cmd_similar(args: argparse.Namespace) -> int:
         rel, line = index.resolve_location(args.location)
         if not args.no_refresh:
             _refresh(indexes, args)
-        result = index.similar(rel, line, args.k)
-    merged = _merge([result], args.k, result.query)
+        remotes = _remotes(args)
+        if remotes:
+            merged = _similar_remote(index, rel, line, args.k, remotes, args.remote_timeout)
+        else:
+            result = index.similar(rel, line, args.k)
+            merged = _merge([result], args.k, result.query)
     if args.json:
         _out(merged)
     else:
@@ -546,12 +627,47 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def _similar_remote(
+    index: Any, rel: str, line: int, k: int, remotes: list[Any], timeout_s: float
+) -> dict[str, Any]:
+    """The chunk at ``rel:line`` compared with the local index (itself left out)
+    and, by its text, with every endpoint; the local copy of its repository wins."""
+    from kenning.engine.searchable import LocalSearchable, fan_out, overlay
+
+    local = LocalSearchable(index)
+    code = index.chunk_at(rel, line).text
+
+    def ask(source: Any) -> Any:
+        if source is local:
+            return local._tag(index.similar(rel, line, k))
+        return source.similar(code, k)
+
+    answers, notes = fan_out([local, *remotes], ask, timeout_s)
+    merged = overlay(answers, k, answers[0][1].query)
+    merged.mode = "vector"
+    merged.notes = sorted(set(merged.notes) | set(notes))
+    return _result_json(merged, False)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     with _indexes(args, embed=False) as indexes:
         statuses = [ix.status(skipped_files=args.skipped) for ix in indexes]
+    remotes = [r.status() for r in _remotes(args)]
+    if remotes:
+        for s in statuses:
+            s["remotes"] = remotes
     if args.json:
-        _out(statuses[0] if len(statuses) == 1 else {"roots": statuses})
+        _out(statuses[0] if len(statuses) == 1 else {"roots": statuses, "remotes": remotes})
         return 0
+    for r in remotes:
+        if "remote" in r:
+            rs = r["remote"]
+            print(
+                f"{r['url']}: ok in {r['last_ms']} ms; {rs.get('files')} files, "
+                f"{rs.get('chunks')} chunks in {len(rs.get('shards') or [])} shards"
+            )
+        else:
+            print(f"{r['url']}: {r['state']}: {r['error']}")
     for s in statuses:
         m = s["metrics"]
         print(f"{s['root']}")
@@ -752,6 +868,57 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _need_ray() -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UsageError("kenning cluster needs Ray: pip install 'kenning[cluster]'") from None
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    if args.cluster_command == "build":
+        _need_ray()
+        from kenning.cluster.build import build
+
+        say = (lambda _m: None) if args.quiet else None
+        summary = build(
+            args.sources,
+            Path(args.out),
+            args.shards,
+            settings=_settings(args),
+            address=args.address,
+            workers=args.workers,
+            **({"say": say} if say else {}),
+        )
+        if args.json:
+            _out(summary)
+            return 0
+        print(
+            f"{args.out}: {summary['files']} files, {summary['chunks']} chunks in "
+            f"{len(summary['shards'])} shards; {summary['changed']} changed, "
+            f"{summary['deleted']} deleted; embedded {summary['embedded']}, from cache "
+            f"{summary['cached']}; {summary['took_s']:.1f}s [{summary['model']} on {summary['device']}]"
+        )
+        for sh in summary["shards"]:
+            print(f"  shard {sh['id']}: {sh['files']} files, {sh['chunks']} chunks")
+        for err in summary["errors"][:20]:
+            log.warning("skipped %s", err)
+        return 0
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    _need_ray()
+    from kenning.cluster.serve import run_serve
+
+    return run_serve(
+        Path(args.dir),
+        args.host,
+        args.port,
+        Path(args.token_file).expanduser() if args.token_file else None,
+        address=args.address,
+        tls=(args.tls_cert, args.tls_key) if args.tls_cert else None,
+    )
+
+
 def cmd_lsp(args: argparse.Namespace) -> int:
     from kenning.lsp.main import run
 
@@ -773,6 +940,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "patterns": cmd_patterns,
     "duplicates": cmd_duplicates,
     "models": cmd_models,
+    "cluster": cmd_cluster,
     "lsp": cmd_lsp,
     "mcp": cmd_mcp,
 }

@@ -46,8 +46,18 @@ class DuplicatesSettings:
 
 
 @dataclass
+class RemoteEndpoint:
+    """A `kenning cluster serve` endpoint; its token is read from ``token_env``."""
+
+    url: str = ""
+    token_env: str | None = None
+    # The repository the endpoint serves, when it cannot say (informational).
+    repo: str | None = None
+
+
+@dataclass
 class RemoteSettings:
-    endpoints: list[str] = field(default_factory=list)
+    endpoints: list[RemoteEndpoint] = field(default_factory=list)
     timeout_ms: int = 2000
 
 
@@ -103,6 +113,18 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
         return [_check(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, str) and hasattr(tp, "url"):
+            value = {"url": value}  # an endpoint given as its URL alone
+        factory: Any = tp  # a dataclass type (is_dataclass narrows to an instance)
+        obj = factory()
+        problems: list[str] = []
+        _merge(obj, value, where, problems)
+        if problems:
+            raise ValueError(problems[0])
+        if hasattr(obj, "url") and not str(obj.url).startswith(("http://", "https://")):
+            raise ValueError(f"{where}.url: expected an http:// or https:// URL")
+        return obj
     if tp is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{where}: expected true or false, got {value!r}")

@@ -43,6 +43,9 @@ class SearchHit:
     snippet: str
     chunk_id: int = 0
     root: str = ""
+    # The repository the hit belongs to, where the answer mixes sources (a shard
+    # endpoint's results, the local overlay over them); "" otherwise.
+    repo: str = ""
     # Why this score: lexical rank, vector similarity, fusion contributions.
     explain: dict[str, float | int | None] = field(default_factory=dict)
 
@@ -57,6 +60,8 @@ class SearchHit:
             "score": round(self.score, 4),
             "snippet": self.snippet,
         }
+        if self.repo:
+            out["repo"] = self.repo
         if self.explain:
             out["explain"] = self.explain
         return out

@@ -66,6 +66,10 @@ def path_to_uri(path: Path | str) -> str:
 
 
 def hit_uri(hit: SearchHit) -> str:
+    if hit.root.startswith(("http://", "https://")):
+        # A shard endpoint's hit has no file here: its address names the
+        # endpoint, repository, path and lines (the snippet carries the code).
+        return f"{hit.root}/{hit.repo}/{hit.path}#L{hit.start_line}-L{hit.end_line}"
     return path_to_uri(Path(hit.root or ".") / hit.path)
 
 
@@ -95,6 +99,8 @@ def hit_json(hit: SearchHit) -> dict[str, Any]:
         "score": round(float(hit.score), 4),
         "snippet": hit.snippet,
         "path": hit.path,
+        **({"repo": hit.repo} if hit.repo else {}),
+        **({"endpoint": hit.root} if hit.root.startswith(("http://", "https://")) else {}),
     }
 
 

@@ -8,8 +8,10 @@ traceback.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+import weakref
 from typing import Any
 
 from kenning.engine.search import SearchResult, merge_results
@@ -21,9 +23,12 @@ log = logging.getLogger(__name__)
 
 
 async def search(
-    ls: KenningServer, obj: dict[str, Any], default_k: int | None = None
+    ls: KenningServer, obj: dict[str, Any], default_k: int | None = None, remote: bool = False
 ) -> dict[str, Any]:
-    """Search every folder and merge; shared by kenning.search and workspace/symbol."""
+    """Search every folder and merge; shared by kenning.search and workspace/symbol.
+
+    With ``remote``, the ``remote.endpoints`` are asked too (kenning.search
+    only: workspace/symbol needs locations an editor can open)."""
     query = convert.get_query(obj)
     k = convert.get_k(obj, default_k or ls.settings.search.k)
     mode = convert.get_mode(obj, ls.settings.search.mode)
@@ -49,11 +54,56 @@ async def search(
                 raise answer
         else:
             results.append(answer)
+    remotes = remotes_of(ls) if remote else []
+    if remotes:
+        from kenning.engine.searchable import LocalSearchable, fan_out, overlay
+
+        answered = [
+            ix for ix, a in zip(indexes, answers, strict=True) if not isinstance(a, BaseException)
+        ]
+        got, notes = await ls.in_query_thread(
+            fan_out,
+            remotes,
+            lambda s: s.search(query, k, mode, langs, globs),
+            ls.settings.remote.timeout_ms / 1000,
+        )
+        merged = overlay(
+            [(LocalSearchable(ix), r) for ix, r in zip(answered, results, strict=True)] + got,
+            k,
+            query,
+        )
+        merged.notes = sorted(set(merged.notes) | set(notes))
+        return _answer(query, results, k, started, merged)
     return _answer(query, results, k, started)
 
 
-def _answer(query: str, results: list[SearchResult], k: int, started: float) -> dict[str, Any]:
-    merged = merge_results(results, k, query)
+# Endpoint clients, made again when the settings change; their last state is
+# what kenning.status shows (status never calls an endpoint itself).
+_REMOTES: weakref.WeakKeyDictionary[Any, tuple[str, list[Any]]] = weakref.WeakKeyDictionary()
+
+
+def remotes_of(ls: KenningServer) -> list[Any]:
+    remote = ls.settings.remote
+    if not remote.endpoints:
+        return []
+    key = json.dumps(ls.settings.to_wire()["remote"], sort_keys=True)
+    held = _REMOTES.get(ls)
+    if held is None or held[0] != key:
+        from kenning.cluster.remote import from_settings
+
+        held = (key, from_settings(remote))
+        _REMOTES[ls] = held
+    return held[1]
+
+
+def _answer(
+    query: str,
+    results: list[SearchResult],
+    k: int,
+    started: float,
+    merged: SearchResult | None = None,
+) -> dict[str, Any]:
+    merged = merged or merge_results(results, k, query)
     out: dict[str, Any] = {
         "query": query,
         "results": convert.bounded([convert.hit_json(h) for h in merged.results]),
@@ -86,7 +136,7 @@ def register(server: KenningServer) -> None:
     @server.command("kenning.search")
     @guard.request("kenning.search")
     async def cmd_search(ls: KenningServer, *args: Any) -> dict[str, Any]:
-        out = await search(ls, convert.one_object("kenning.search", args))
+        out = await search(ls, convert.one_object("kenning.search", args), remote=True)
         out.pop("hits")
         return out
 

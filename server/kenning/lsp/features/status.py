@@ -21,6 +21,7 @@ from kenning.engine.embedder import precision_of
 from kenning.engine.session import Event, Progress
 from kenning.errors import KenningError
 from kenning.lsp import convert, guard
+from kenning.lsp.features.commands import remotes_of
 from kenning.lsp.server import KenningServer
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ async def status(ls: KenningServer) -> dict[str, Any]:
             "watching": ls.watching.mode if ls.watching is not None else "none",
         },
         "folders": folders,
+        "remotes": [{"url": r.url, "repo": r.repo, **r.state.to_json()} for r in remotes_of(ls)],
     }
 
 

@@ -1,0 +1,518 @@
+"""``kenning cluster build``: shard indexes of many repositories with Ray Data.
+
+The pipeline is the local index's, spread over a Ray cluster:
+
+1. **scan** (this process): every SOURCE is walked with the local index's rules
+   (ignore files, include/exclude globs, size limit); each file goes to the shard
+   ``shard_of(repo, path)``. A file whose size and mtime match its shard's row is
+   not read again.
+2. **read and chunk** (``map_batches``, CPU tasks): ``prepare_file`` as the local
+   index runs it; a file whose bytes hash the same is only touched.
+3. **write** (this process): each file's chunks replace its old ones in its shard
+   in one transaction; chunks whose text did not change keep their vectors.
+4. **embed** (``map_batches`` with a callable class, an actor pool): chunks still
+   without a vector are looked up in the content-addressed cache beside the
+   shards (``DIR/cache/embeddings.db``), and only the missing ones go to the
+   actors, each of which opens the ONNX session once; on GPUs, one GPU each.
+
+Chunking and embedding are two passes because the cache is a file here: the
+actors embed only what it lacks, and nothing is embedded twice across runs.
+Files are read by the Ray workers, so on a cluster of several machines the
+sources must be at the same path on every node (a shared or synced folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pickle
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kenning.cluster.shards import MANIFEST, read_manifest, shard_db, shard_key, shard_of, split_key
+from kenning.config import Settings
+from kenning.engine.chunking import Prepared, prepare_file
+from kenning.engine.scan import Scanner
+from kenning.engine.searchable import repo_id
+from kenning.engine.store import Store
+from kenning.engine.text import embed_header, embed_input, embed_key
+from kenning.engine.vectors import EmbeddingCache, VectorIndex
+from kenning.errors import UsageError, WorkspaceError
+
+log = logging.getLogger(__name__)
+
+CHUNK_BATCH = 16
+EMBED_BATCH = 64
+MAX_SHARDS = 4096
+Say = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(f"kenning: {message}\n")
+    sys.stderr.flush()
+
+
+# -- the Ray stages (run in Ray workers) -----------------------------------------
+
+
+def chunk_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Read and chunk a batch of files; each comes back as a pickled ``Prepared``."""
+    out = []
+    for rel, path, size, mtime, known, key in zip(
+        batch["rel"],
+        batch["path"],
+        batch["size"],
+        batch["mtime_ns"],
+        batch["known"],
+        batch["key"],
+        strict=True,
+    ):
+        prep = prepare_file(str(rel), str(path), int(size), int(mtime), str(known) or None)
+        out.append(pickle.dumps(dataclasses.replace(prep, rel=str(key))))
+    return {"shard": batch["shard"], "prep": np.array(out, dtype=object)}
+
+
+class EmbedChunks:
+    """One ONNX session per actor, opened once, embedding batch after batch."""
+
+    def __init__(self, model: str | None, device: str, threads: int) -> None:
+        from kenning.engine.embedder import load_embedder
+
+        self.embedder = load_embedder(model, device, threads)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        texts = [str(t) for t in batch["text"]]
+        vectors = self.embedder.embed_documents(texts).astype(np.float32)
+        return {"key": batch["key"], "vec": vectors}
+
+
+def probe_model(model: str | None, device: str, threads: int) -> dict[str, Any]:
+    """What the actors will embed with: vector space, dims, device, precision."""
+    from kenning.engine.embedder import load_embedder, precision_of
+
+    emb = load_embedder(model, device, threads)
+    return {
+        "space": emb.space,
+        "dims": emb.dims,
+        "model": emb.model_id,
+        "device": emb.device,
+        "precision": precision_of(emb),
+    }
+
+
+# -- the driver ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Source:
+    root: Path
+    repo: str
+
+
+def resolve_sources(paths: Sequence[str]) -> list[Source]:
+    sources: list[Source] = []
+    seen: dict[str, Path] = {}
+    for p in paths:
+        root = Path(p).expanduser()
+        if not root.is_dir():
+            raise WorkspaceError(f"{p}: not a folder")
+        root = root.resolve()
+        repo = repo_id(root)
+        if repo in seen and seen[repo] != root:
+            raise UsageError(f"{p} and {seen[repo]} are the same repository {repo!r}; name one")
+        if repo not in seen:
+            seen[repo] = root
+            sources.append(Source(root, repo))
+    return sources
+
+
+def _init_ray(address: str | None, env: dict[str, str]) -> Any:
+    import ray
+
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {
+            "runtime_env": {"env_vars": env},
+            "logging_level": logging.WARNING,
+            "log_to_driver": False,
+        }
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(include_dashboard=False, **kwargs)
+    # Ray Data logs each dataset's execution at INFO on stderr; progress is ours.
+    for name in ("ray", "ray.data", "ray.serve"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    # Ray Data prints a line per operator and stage otherwise.
+    ctx.print_on_execution_start = False
+    return ray
+
+
+def _forwarded_env() -> dict[str, str]:
+    """What the Ray workers need to embed and chunk as this process would."""
+    names = (
+        "KENNING_HOME",
+        "KENNING_MODEL",
+        "KENNING_DEVICE",
+        "KENNING_PRECISION",
+        "HF_HUB_OFFLINE",
+        "PYTHONPATH",
+    )
+    return {n: os.environ[n] for n in names if n in os.environ}
+
+
+def build(
+    paths: Sequence[str],
+    out: Path,
+    shards: int,
+    settings: Settings | None = None,
+    address: str | None = None,
+    workers: int | None = None,
+    say: Say = _stderr,
+) -> dict[str, Any]:
+    """Build or update the shards in ``out`` from the SOURCE folders ``paths``."""
+    started = time.perf_counter()
+    settings = settings or Settings()
+    if not 1 <= shards <= MAX_SHARDS:
+        raise UsageError(f"--shards must be between 1 and {MAX_SHARDS}")
+    sources = resolve_sources(paths)
+    out = out.expanduser().resolve()
+    manifest = read_manifest(out)
+    if manifest is not None and manifest.get("shards") != shards:
+        raise UsageError(
+            f"{out} holds {manifest.get('shards')} shards; build it with that --shards "
+            "or into a new --out folder"
+        )
+    if manifest is None and out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} is not empty and holds no kenning shards")
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 1. scan
+    stores = [Store(shard_db(out, i)) for i in range(shards)]
+    try:
+        summary = _build(sources, out, stores, settings, address, workers, say, started)
+    finally:
+        for s in stores:
+            s.close()
+    return summary
+
+
+def _build(
+    sources: list[Source],
+    out: Path,
+    stores: list[Store],
+    settings: Settings,
+    address: str | None,
+    workers: int | None,
+    say: Say,
+    started: float,
+) -> dict[str, Any]:
+    n = len(stores)
+    known = [s.files() for s in stores]
+    todo: list[dict[str, Any]] = []
+    gone: list[list[str]] = [[] for _ in range(n)]
+    skip_reasons: dict[str, int] = defaultdict(int)
+    repos = {src.repo for src in sources}
+    seen: set[str] = set()
+    for src in sources:
+        scan = Scanner(
+            src.root,
+            exclude=settings.exclude,
+            include=settings.include,
+            max_file_bytes=settings.index.max_file_bytes,
+        ).scan()
+        for reason, count in scan.skipped.items():
+            skip_reasons[reason] += count
+        for entry in scan.files:
+            key = shard_key(src.repo, entry.rel)
+            seen.add(key)
+            shard = shard_of(src.repo, entry.rel, n)
+            row = known[shard].get(key)
+            if row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns:
+                continue
+            todo.append(
+                {
+                    "shard": shard,
+                    "key": key,
+                    "rel": entry.rel,
+                    "path": str(entry.path),
+                    "size": entry.size,
+                    "mtime_ns": entry.mtime_ns,
+                    "known": row.hash
+                    if row is not None and row.hash and not row.skip_reason
+                    else "",
+                }
+            )
+    # Files of the repositories built now that are gone from them; other
+    # repositories in the shards (built by another run) are left as they are.
+    for i, files in enumerate(known):
+        gone[i] = [k for k in files if k not in seen and split_key(k)[0] in repos]
+    files_total = len(seen)
+    say(
+        f"{len(sources)} sources, {files_total} files: {len(todo)} to read, "
+        f"{sum(map(len, gone))} gone, into {n} shards"
+    )
+
+    manifest = read_manifest(out)
+    if not todo and manifest is not None and not any(_pending_count(s) for s in stores):
+        # Nothing to read or embed: no Ray, no model.
+        report = {"changed": 0, "embedded": 0, "cached": 0, "errors": []}
+        report["deleted"] = sum(stores[i].delete_files(g) for i, g in enumerate(gone) if g)
+        probe = {k: manifest.get(k) for k in ("space", "model", "dims", "device")}
+        return _finish(sources, out, stores, manifest, probe, report, skip_reasons, 0, started)
+    ray = _init_ray(address, _forwarded_env())
+    # What is free, not what exists: a build beside a running `cluster serve`
+    # (its replicas hold CPUs) must fit in the rest, or its tasks wait forever.
+    free = float(ray.available_resources().get("CPU", 0.0))
+    if free < 1.0:
+        # Ray Data's actor pool waits forever below one free CPU (measured with 2.60).
+        raise UsageError(
+            f"the Ray cluster has {free:g} free CPUs; the build needs at least 1 "
+            "(is a `kenning cluster serve` holding them?)"
+        )
+    cpus = max(1, int(free))
+    task_cpus = min(1.0, free)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    report: dict[str, Any] = {"changed": 0, "embedded": 0, "cached": 0, "errors": []}
+    report["deleted"] = sum(stores[i].delete_files(g) for i, g in enumerate(gone) if g)
+
+    # 2-3. read and chunk in Ray tasks; write here, one transaction per batch and shard
+    if todo:
+        ds = ray.data.from_items(todo).map_batches(
+            chunk_batch, batch_size=CHUNK_BATCH, batch_format="numpy", num_cpus=task_cpus
+        )
+        done = 0
+        last = 0.0
+        for batch in ds.iter_batches(batch_size=CHUNK_BATCH * 4, batch_format="numpy"):
+            by_shard: dict[int, list[Prepared]] = defaultdict(list)
+            for shard, blob in zip(batch["shard"], batch["prep"], strict=True):
+                by_shard[int(shard)].append(pickle.loads(blob))
+            for shard, preps in by_shard.items():
+                with stores[shard].write():
+                    for prep in preps:
+                        _apply(stores[shard], prep, report)
+            done += len(batch["shard"])
+            if time.monotonic() - last > 1.0 or done == len(todo):
+                last = time.monotonic()
+                say(f"read {done}/{len(todo)} files")
+
+    # 4. embed what no shard and no cache holds
+    # An actor per GPU; on CPUs, actors of two ONNX threads each (one thread
+    # each wastes memory on model copies, one actor wastes cores on small batches).
+    pool = workers or (gpus if gpus else max(1, cpus // 2))
+    threads = 1 if gpus else max(1, cpus // pool)
+    model = settings.model
+    device = (
+        settings.device if settings.device != "auto" else os.environ.get("KENNING_DEVICE", "auto")
+    )
+    probe = ray.get(
+        ray.remote(probe_model)
+        .options(num_cpus=task_cpus, num_gpus=1 if gpus else 0)
+        .remote(model, device, threads)
+    )
+    space, dims = probe["space"], int(probe["dims"])
+    cache = EmbeddingCache(out / "cache" / "embeddings.db")
+    try:
+        _embed(ray, stores, cache, space, dims, model, device, threads, pool, gpus, report, say)
+    finally:
+        cache.close()
+    made_by = json.dumps(
+        {k: probe[k] for k in ("space", "model", "device", "precision")}, sort_keys=True
+    )
+    for store in stores:
+        if store.get_meta("embedded_with") != made_by:
+            store.set_meta("embedded_with", made_by)
+    return _finish(
+        sources, out, stores, read_manifest(out), probe, report, skip_reasons, pool, started
+    )
+
+
+def _pending_count(store: Store) -> int:
+    row = store.reader().execute("SELECT count(*) FROM chunks WHERE has_vector = 0").fetchone()
+    return int(row[0])
+
+
+def _finish(
+    sources: list[Source],
+    out: Path,
+    stores: list[Store],
+    manifest: dict[str, Any] | None,
+    probe: dict[str, Any],
+    report: dict[str, Any],
+    skip_reasons: dict[str, int],
+    pool: int,
+    started: float,
+) -> dict[str, Any]:
+    """Write the manifest; the summary ``kenning cluster build --json`` prints."""
+    shard_rows = []
+    totals = {"files": 0, "chunks": 0, "embedded": 0}
+    for i, store in enumerate(stores):
+        c = store.counts()
+        shard_rows.append(
+            {
+                "id": i,
+                "path": str(store.path.parent),
+                "files": c["files"],
+                "chunks": c["chunks"],
+                "embedded": c["embedded"],
+            }
+        )
+        for key in totals:
+            totals[key] += c[key]
+    built_repos = dict((manifest or {}).get("repos") or {})
+    built_repos.update({src.repo: str(src.root) for src in sources})
+    manifest = {
+        "version": 1,
+        "shards": len(stores),
+        "space": probe["space"],
+        "model": probe["model"],
+        "dims": probe["dims"],
+        "device": probe["device"],
+        "repos": built_repos,
+        "built_at": time.time(),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return {
+        "files": totals["files"],
+        "changed": report["changed"],
+        "chunks": totals["chunks"],
+        "embedded": report["embedded"],
+        "cached": report["cached"],
+        "deleted": report["deleted"],
+        "skipped": sum(skip_reasons.values()),
+        "pending": totals["chunks"] - totals["embedded"],
+        "took_s": round(time.perf_counter() - started, 3),
+        "model": probe["model"],
+        "device": probe["device"],
+        "workers": pool,
+        "errors": report["errors"],
+        "repos": sorted(built_repos),
+        "shards": shard_rows,
+    }
+
+
+def _apply(store: Store, prep: Prepared, report: dict[str, Any]) -> None:
+    """One file's outcome into its shard, as the local index applies it."""
+    if prep.action == "error":
+        report["errors"].append(f"{prep.rel}: {prep.reason}")
+    elif prep.action == "skip":
+        store.skip_file(prep.rel, prep.size, prep.mtime_ns, prep.reason or "unfit")
+    elif prep.action == "touch":
+        store.touch_file(prep.rel, prep.size, prep.mtime_ns)
+    else:
+        assert prep.digest is not None and prep.language is not None
+        store.write_records(
+            prep.rel, prep.size, prep.mtime_ns, prep.digest, prep.language, prep.records
+        )
+        report["changed"] += 1
+
+
+def _pending(store: Store) -> list[tuple[int, str, str]]:
+    """(chunk id, cache key, text) of the chunks of ``store`` without a vector.
+
+    The header is made from the path inside the repository, as a local index
+    of that repository makes it: the same chunk has the same cache key (and
+    vector) in a shard and in a working copy's index.
+    """
+    rows = store.reader().execute(
+        "SELECT c.id, c.digest, c.text, f.path, c.language, c.kind, c.symbol FROM chunks c"
+        " JOIN files f ON f.id = c.file_id WHERE c.has_vector = 0"
+    )
+    out = []
+    for cid, digest, text, key, language, kind, symbol in rows:
+        header = embed_header(split_key(key)[1], language, kind, symbol)
+        out.append((cid, embed_key(header, digest), embed_input(header, text)))
+    return out
+
+
+def _embed(
+    ray: Any,
+    stores: list[Store],
+    cache: EmbeddingCache,
+    space: str,
+    dims: int,
+    model: str | None,
+    device: str,
+    threads: int,
+    pool: int,
+    gpus: int,
+    report: dict[str, Any],
+    say: Say,
+) -> None:
+    # Fits in what is free (see _build); Ray's CPUs are a budget, not a pinning.
+    actor_cpus = min(float(threads), float(ray.available_resources().get("CPU", 1.0)) / pool)
+    vectors = [VectorIndex(s) for s in stores]
+    for v in vectors:
+        v.ensure_model(space, dims)
+    # cache key -> [(shard, chunk id)]: one chunk text in many places is embedded once.
+    wanted: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    texts: dict[str, str] = {}
+    for i, store in enumerate(stores):
+        for cid, key, text in _pending(store):
+            wanted[key].append((i, cid))
+            texts[key] = text
+    if not wanted:
+        return
+    width = 4 * dims
+    found = {k: v for k, v in cache.get_many(space, list(wanted)).items() if len(v) == width}
+    _write_vectors(vectors, wanted, found, space, dims)
+    report["cached"] += sum(len(wanted[k]) for k in found)
+    missing = [{"key": k, "text": texts[k]} for k in wanted if k not in found]
+    say(
+        f"{len(found)} chunks from the cache, {len(missing)} to embed on {pool} workers"
+        + (f" ({gpus} GPUs)" if gpus else "")
+    )
+    if not missing:
+        return
+    ds = ray.data.from_items(missing).map_batches(
+        EmbedChunks,
+        fn_constructor_kwargs={"model": model, "device": device, "threads": threads},
+        batch_size=EMBED_BATCH,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=pool),
+        num_cpus=actor_cpus,
+        num_gpus=1 if gpus else 0,
+    )
+    done = 0
+    last = 0.0
+    for batch in ds.iter_batches(batch_size=EMBED_BATCH * 4, batch_format="numpy"):
+        fresh = {
+            str(k): np.asarray(v, dtype=np.float32).tobytes()
+            for k, v in zip(batch["key"], batch["vec"], strict=True)
+        }
+        cache.put_many(space, list(fresh.items()))
+        _write_vectors(vectors, wanted, fresh, space, dims)
+        report["embedded"] += sum(len(wanted[k]) for k in fresh)
+        done += len(fresh)
+        if time.monotonic() - last > 2.0 or done == len(missing):
+            last = time.monotonic()
+            say(f"embedded {done}/{len(missing)} chunks")
+
+
+def _write_vectors(
+    vectors: list[VectorIndex],
+    wanted: dict[str, list[tuple[int, int]]],
+    found: dict[str, bytes],
+    space: str,
+    dims: int,
+) -> None:
+    by_shard: dict[int, tuple[list[int], list[np.ndarray]]] = defaultdict(lambda: ([], []))
+    for key, blob in found.items():
+        vec = np.frombuffer(blob, dtype=np.float32)
+        for shard, cid in wanted.get(key, ()):
+            ids, vecs = by_shard[shard]
+            ids.append(cid)
+            vecs.append(vec)
+    for shard, (ids, vecs) in by_shard.items():
+        for i in range(0, len(ids), 1024):
+            vectors[shard].write(ids[i : i + 1024], np.stack(vecs[i : i + 1024]), space)
