@@ -107,7 +107,7 @@ DIMS = 384
 
 def synth(out: Path, chunks: int, shards: int, seed: int = 7) -> dict[str, Any]:
     """Shards of ``chunks`` synthetic chunks; the space of the default model."""
-    from kenning.engine.models import load_embedder
+    from kenning.engine.embedder import load_embedder
 
     emb = load_embedder(None, "cpu", 1)
     space, dims = emb.space, emb.dims
@@ -168,7 +168,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def one_process(out: Path, shards: int, queries: int) -> dict[str, Any]:
-    from kenning.engine.models import load_embedder
+    from kenning.engine.embedder import load_embedder
     from kenning.engine.search import merge_results
 
     emb = load_embedder(None, "cpu", 1)

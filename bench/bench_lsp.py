@@ -13,7 +13,7 @@ Measures, over stdio against the real server process:
   the same from process start (Python start-up and imports included; the
   imports alone are ``import_s``).
 
-The embedder is the default model (``kenning.engine.models.load_embedder``)
+The embedder is the default model (``kenning.engine.embedder.load_embedder``)
 when it can be loaded, else the tests' fake one; the JSON says which.
 
     PYTHONPATH=server python3 bench/bench_lsp.py [--files 10000] [--embedder auto|real|fake]
@@ -147,7 +147,7 @@ def choose_embedder(wanted: str) -> str:
     if wanted != "auto":
         return wanted
     try:
-        from kenning.engine.models import load_embedder
+        from kenning.engine.embedder import load_embedder
 
         load_embedder(None, "auto")
         return "real"

@@ -218,10 +218,7 @@ async def bench_first_call(root: Path, home: Path) -> dict[str, Any]:
 
 def real_query_embed_ms(rounds: int) -> dict[str, Any] | str:
     try:
-        try:
-            from kenning.engine.embedder import load_embedder  # type: ignore[attr-defined]
-        except ImportError:  # before the loader moved out of models.py
-            from kenning.engine.models import load_embedder
+        from kenning.engine.embedder import load_embedder
 
         embedder = load_embedder(None, "auto")
     except Exception as exc:

@@ -70,7 +70,7 @@ def rss_mb() -> float:
 
 MODEL_PROBE = """
 import json, re
-from kenning.engine.models import load_embedder
+from kenning.engine.embedder import load_embedder
 
 def peak_mb():
     # VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child started by a

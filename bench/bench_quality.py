@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kenning.engine.models import load_embedder
+from kenning.engine.embedder import load_embedder
 from kenning.engine.search import VECTOR_WEIGHT, fuse
 from kenning.engine.text import query_terms
 from kenning.engine.workspace import Index

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from kenning.engine.chunking import chunk_text
-from kenning.engine.models import load_embedder
+from kenning.engine.embedder import load_embedder
 from kenning.engine.store import Store
 from kenning.engine.types import Chunk
 from kenning.engine.vectors import EmbeddingCache, VectorIndex

@@ -29,7 +29,7 @@ from kenning.engine.templates import TemplateLibrary, snippet_to_text
 
 def MiniLM():
     """The default model through the engine's own embedder (offline)."""
-    from kenning.engine.models import load_embedder
+    from kenning.engine.embedder import load_embedder
 
     return load_embedder()
 

@@ -22,6 +22,7 @@ from kenning import __version__
 from kenning.config import Settings, parse_settings
 from kenning.engine.locks import describe
 from kenning.errors import IndexBusyError, KenningError, UsageError
+from kenning.lsp.args import add_arguments as lsp_arguments
 
 log = logging.getLogger("kenning")
 
@@ -229,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-refresh", action="store_true", help="use the index as it is")
 
+    p = sub.add_parser("duplicates", help="near-duplicates of the chunk at FILE:LINE")
+    _common(p)
+    p.add_argument("location", metavar="FILE:LINE")
+    p.add_argument(
+        "--threshold", type=_similarity, help="similarity to count as a duplicate (default 0.85)"
+    )
+    p.add_argument("--no-refresh", action="store_true", help="use the index as it is")
+
     p = sub.add_parser("models", help="the embedding model registry")
     msub = p.add_subparsers(
         dest="models_command", metavar="SUBCOMMAND", parser_class=_Parser, required=True
@@ -276,10 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("-q", "--quiet", action="store_true", help="no progress or warnings")
 
     p = sub.add_parser("lsp", help="the language server on stdio (or a TCP socket)")
-    p.add_argument("--tcp", action="store_true", help="serve on a TCP socket instead of stdio")
-    p.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logs in the log file")
+    lsp_arguments(p)
 
     p = sub.add_parser("mcp", help="an MCP server on stdio for coding agents")
     p.add_argument(
@@ -371,7 +377,7 @@ def _roots(args: argparse.Namespace) -> list[Path]:
 
 def _embedder_factory(settings: Settings) -> Callable[[], Any]:
     def load() -> Any:
-        from kenning.engine.models import load_embedder
+        from kenning.engine.embedder import load_embedder
 
         # No editor to leave a core for: a terminal run uses them all, unless
         # KENNING_THREADS says otherwise.
@@ -809,6 +815,28 @@ def cmd_patterns(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from kenning.engine.duplicates import duplicates_once
+
+    with _indexes(args) as indexes:
+        index = indexes[0]
+        rel, line = index.resolve_location(args.location)
+        if not args.no_refresh:
+            _refresh(indexes, args)
+        threshold = args.threshold or index.settings.duplicates.threshold
+        found = duplicates_once(index, rel, line, threshold)
+    if args.json:
+        _out(found.to_json())
+        return 0
+    if found.chunk is None:
+        print(f"no near-duplicates of {rel}:{line} at similarity {threshold:.2f}")
+    for hit in found.hits:
+        print(
+            f"{hit.score:.3f}  {hit.path}:{hit.start_line}-{hit.end_line}  {hit.symbol or hit.kind}"
+        )
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from kenning.engine import models
 
@@ -892,7 +920,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def cmd_lsp(args: argparse.Namespace) -> int:
-    from kenning.lsp.server import run
+    from kenning.lsp.main import run
 
     return run(args)
 
@@ -910,6 +938,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "templates": cmd_templates,
     "patterns": cmd_patterns,
+    "duplicates": cmd_duplicates,
     "models": cmd_models,
     "cluster": cmd_cluster,
     "lsp": cmd_lsp,

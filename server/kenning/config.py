@@ -116,7 +116,8 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if isinstance(value, str) and hasattr(tp, "url"):
             value = {"url": value}  # an endpoint given as its URL alone
-        obj = tp()
+        factory: Any = tp  # a dataclass type (is_dataclass narrows to an instance)
+        obj = factory()
         problems: list[str] = []
         _merge(obj, value, where, problems)
         if problems:

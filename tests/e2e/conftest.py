@@ -7,6 +7,7 @@ fake embedder), with the client capabilities of a real editor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -50,12 +51,56 @@ def server_env(home: Path) -> dict[str, str]:
     return env
 
 
+def _plain(obj: Any) -> Any:
+    """A notification's params as plain JSON values (pygls hands them over as objects)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple) and not hasattr(obj, "_asdict"):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "_asdict"):
+        return {k: _plain(v) for k, v in obj._asdict().items()}
+    return obj
+
+
+def idle_status(status: dict[str, Any]) -> bool:
+    m = status["metrics"]
+    return status["pending"] == 0 and m["indexing"] is None and not m["queued"]
+
+
 class Session:
     def __init__(self, client: LanguageClient, roots: list[Path], caps: str) -> None:
         self.client = client
         self.roots = roots
         self.caps = caps
         self.registrations: list[lsp.Registration] = []
+        # Every kenning/status notification, oldest first; _status_seen is set on each.
+        self.statuses: list[dict[str, Any]] = []
+        self._status_seen = asyncio.Event()
+
+        @client.feature("kenning/status")
+        def on_status(params: Any) -> None:
+            self.statuses.append(_plain(params))
+            self._status_seen.set()
+
+    async def status_where(
+        self, check: Callable[[dict[str, Any]], bool], timeout: float = 20, after: int = 0
+    ) -> dict[str, Any]:
+        """The first ``kenning/status`` notification (from the ``after``-th on) that
+        passes ``check``, waiting for the server to send it: no polling."""
+        deadline = time.monotonic() + timeout
+        seen = after
+        while True:
+            for status in self.statuses[seen:]:
+                if check(status):
+                    return status
+            seen = max(seen, len(self.statuses))
+            self._status_seen.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                last = self.statuses[-1] if self.statuses else None
+                raise AssertionError(f"no kenning/status passed within {timeout}s (last: {last})")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_seen.wait(), left)
 
     @property
     def root(self) -> Path:

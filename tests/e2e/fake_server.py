@@ -2,7 +2,7 @@
 
 Used by the e2e tests and available to anyone who wants a model-free server:
 ``python tests/e2e/fake_server.py`` speaks LSP on stdio like ``kenning lsp``.
-The only difference is :data:`kenning.lsp.server.EMBEDDER_FACTORY` (and, when
+The only difference is :data:`kenning.engine.session.EMBEDDER_FACTORY` (and, when
 ``KENNING_TEST_STALL_S`` is set, how long a stalled message is waited for).
 """
 
@@ -15,14 +15,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from conftest import FakeEmbedder
-from kenning.lsp import server, transport
+from kenning.engine import session
+from kenning.lsp import main, transport
 
 # KENNING_FAKE_DIMS, KENNING_FAKE_DELAY and KENNING_FAKE_LOG give it the real
 # model's width, a known pace and a log of what it embeds (see FakeEmbedder).
-server.EMBEDDER_FACTORY = lambda settings: FakeEmbedder.from_env()
+session.EMBEDDER_FACTORY = lambda settings: FakeEmbedder.from_env()
 # The wire tests wait for a stalled message less long than an editor would.
 if os.environ.get("KENNING_TEST_STALL_S"):
     transport.STALL_S = float(os.environ["KENNING_TEST_STALL_S"])
 
 if __name__ == "__main__":
-    sys.exit(server.main(sys.argv[1:]))
+    sys.exit(main.main(sys.argv[1:]))

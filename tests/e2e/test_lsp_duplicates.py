@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
+import os
+import subprocess
 from pathlib import Path
 
 from lsprotocol import types as lsp
+from tests.integration.test_processes import FAKE_CLI
 
-from .conftest import VSCODE, Session, eventually, uri
+from .conftest import VSCODE, Session, eventually, idle_status, uri
 
 # A function, the same function with every name and literal changed, and an
 # unrelated one of the same length; shared with the CLI's patterns test.
@@ -65,6 +68,29 @@ async def test_renamed_copy_gets_a_hint_until_it_is_deleted(started, caps):
     assert [r["uri"] for r in out["results"]] == [copy]
     assert out["results"][0]["symbol"] == "load_account"
     assert out["results"][0]["score"] >= 0.85
+    # `kenning duplicates` answers the same from the same index, without the server.
+    cli = subprocess.run(
+        [
+            *FAKE_CLI,
+            "duplicates",
+            "a/profile.py:6",
+            "--no-refresh",
+            "--json",
+            "--path",
+            str(s.root),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    same = json.loads(cli.stdout)
+    assert [(r["path"], r["start_line"], r["end_line"], r["score"]) for r in same["results"]] == [
+        (r["path"], r["range"]["start"]["line"] + 1, r["range"]["end"]["line"], r["score"])
+        for r in out["results"]
+    ]
+    assert (same["chunk"], same["threshold"]) == (out["chunk"], out["threshold"])
     # The import block (line 0) has no near-duplicate worth a hint.
     assert not [a for a in await code_actions(s, doc, 0) if a.title.startswith("Show ")]
 
@@ -86,9 +112,13 @@ async def test_renamed_copy_gets_a_hint_until_it_is_deleted(started, caps):
 async def test_hints_follow_the_setting(started, caps):
     s = await started(FILES)
     await s.idle()
+    seen = len(s.statuses)
     doc = s.open(s.root / "b/billing.py")
-    await s.idle()
-    await asyncio.sleep(1.2)  # two rounds of the settings check
+    # The server says when the buffer is indexed and it is idle again: with
+    # hints off, nothing is left that could publish one.
+    await s.status_where(
+        lambda st: idle_status(st) and st["folders"][0]["buffers"] == 1, after=seen
+    )
     assert not hints(s, doc)
     titles = [a.title for a in await code_actions(s, doc, 5)]
     assert titles[0] == "Find similar code"

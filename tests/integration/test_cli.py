@@ -322,3 +322,27 @@ def test_stderr_stays_quiet_and_status_names_the_device(ws: Path) -> None:
     # A user error after the model has loaded is still the one line.
     bad = run("similar", "src/config.py:999", "--path", str(ws))
     assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1, bad.stderr
+
+
+def test_duplicates_lists_the_renamed_copy_of_the_chunk_at_a_line(tmp_path: Path) -> None:
+    from tests.e2e.test_lsp_duplicates import FILES
+
+    dups = write_tree(tmp_path / "dups", FILES)
+    out = run("duplicates", "a/profile.py:6", "--json", "--path", str(dups))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert [(r["path"], r["symbol"]) for r in data["results"]] == [("b/billing.py", "load_account")]
+    assert data["results"][0]["score"] >= 0.85 and data["threshold"] == 0.85
+    assert data["chunk"] == {"start_line": 4, "end_line": 11}
+
+    # Text for people; a chunk with no near-duplicate says so; a stricter threshold drops it.
+    text = run("duplicates", "a/profile.py:6", "--path", str(dups), "--no-refresh")
+    assert "b/billing.py:4-" in text.stdout and "load_account" in text.stdout
+    alone = run("duplicates", "c/stats.py:6", "--path", str(dups), "--no-refresh")
+    assert alone.returncode == 0 and alone.stdout.startswith("no near-duplicates of c/stats.py:6")
+    strict = run("duplicates", "a/profile.py:6", "--json", "--threshold", "1", "--path", str(dups))
+    assert json.loads(strict.stdout)["results"] == []
+
+    # A line past the end of the file is a user error: one line, exit 1.
+    bad = run("duplicates", "a/profile.py:999", "--path", str(dups), "--no-refresh")
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

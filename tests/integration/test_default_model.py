@@ -15,7 +15,7 @@ pytestmark = pytest.mark.model
 SCRIPT = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from kenning.engine.models import load_embedder
+from kenning.engine.embedder import load_embedder
 emb = load_embedder()
 docs = emb.embed_documents([
     "def load_settings(path):\n    with open(path) as f:\n        return json.load(f)\n",

@@ -20,10 +20,10 @@ from pathlib import Path
 import apsw
 import pytest
 import xxhash
+from tests.index_checks import make_corpus, problems
 
 from kenning.engine.text import embed_header, embed_input
 from kenning.engine.workspace import index_path
-from tests.index_checks import make_corpus, problems
 
 FAKE_CLI = [sys.executable, str(Path(__file__).resolve().parent.parent / "fake_cli.py")]
 FILES = 40

@@ -28,7 +28,7 @@ from tests.integration.stdlib_corpus import Target
 from tests.integration.stdlib_corpus import build as build_stdlib_corpus
 
 from kenning.engine import chunking
-from kenning.engine.models import load_embedder
+from kenning.engine.embedder import load_embedder
 from kenning.engine.types import SearchHit
 from kenning.engine.workspace import Index
 

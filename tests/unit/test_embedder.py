@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 from kenning.engine import models
-from kenning.engine.embedder import Embedder, OnnxEmbedder, resolve_threads
+from kenning.engine.embedder import Embedder, OnnxEmbedder, load_embedder, resolve_threads
 from kenning.errors import ModelError
 
 pytestmark = pytest.mark.model
@@ -58,7 +58,7 @@ def test_load_embedder_gives_the_default_on_cpu(caplog: pytest.LogCaptureFixture
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this machine has CUDA")
     with caplog.at_level(logging.INFO, logger="kenning.engine.embedder"):
-        emb = models.load_embedder()
+        emb = load_embedder()
     assert isinstance(emb, Embedder)
     assert (emb.model_id, emb.dims, emb.max_tokens, emb.device) == (
         "all-minilm-l6-v2-int8",
@@ -73,9 +73,9 @@ def test_cuda_without_a_provider_is_a_clear_error() -> None:
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ModelError, match=r"kenning\[gpu\]"):
-        models.load_embedder(device="cuda")
+        load_embedder(device="cuda")
     with pytest.raises(ModelError, match="auto, cpu or cuda"):
-        models.load_embedder(device="tpu")
+        load_embedder(device="tpu")
 
 
 def test_vectors_are_normalised_float32_rows(embedder: OnnxEmbedder) -> None:
@@ -350,7 +350,7 @@ def test_a_folder_model_embeds_like_the_card(
     shutil.copy(resolved.tokenizer_path, folder / "tokenizer.json")
     (folder / "card.json").write_text('{"max_tokens": 256, "cpu_int8": true}')
     monkeypatch.setenv("KENNING_MODEL", str(folder))
-    emb = models.load_embedder(device="cpu")
+    emb = load_embedder(device="cpu")
     assert emb.model_id == "local:mini" and emb.dims == 384
     np.testing.assert_allclose(
         emb.embed_documents([JSON_CODE]), embedder.embed_documents([JSON_CODE]), atol=1e-5
@@ -362,12 +362,12 @@ def test_broken_files_are_model_errors(tmp_path: Path, resolved: models.Resolved
     folder.mkdir()
     (folder / "model.onnx").write_bytes(b"not an onnx file")
     shutil.copy(resolved.tokenizer_path, folder / "tokenizer.json")
-    emb = models.load_embedder(str(folder), device="cpu")
+    emb = load_embedder(str(folder), device="cpu")
     with pytest.raises(ModelError, match="onnxruntime cannot load"):
         emb.embed_documents(["x"])
     (folder / "tokenizer.json").write_text("{not json")
     with pytest.raises(ModelError, match="tokenizers JSON"):
-        models.load_embedder(str(folder), device="cpu")
+        load_embedder(str(folder), device="cpu")
 
 
 def test_a_query_does_not_wait_behind_a_document_batch(resolved: models.ResolvedModel) -> None:

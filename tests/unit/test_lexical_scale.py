@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kenning.engine import store as store_mod
+from kenning.engine import lexical
 from kenning.engine.store import Store
 from kenning.engine.types import Chunk
 
@@ -19,7 +19,7 @@ RARE = ["zebra", "quokka", "narwhal"]
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     """300 chunks; a budget of 30, so a word in more than 30 chunks is common."""
-    monkeypatch.setattr(store_mod, "LEXICAL_BUDGET", 30)
+    monkeypatch.setattr(lexical, "LEXICAL_BUDGET", 30)
     rng = random.Random(5)
     s = Store(tmp_path / "i.db")
     for f in range(30):
@@ -50,13 +50,13 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
 
 def count_rankings(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     calls: list[list[str]] = []
-    real = store._rank
+    real = store.fts._rank
 
     def counting(terms, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(list(terms))
         return real(terms, *args, **kwargs)
 
-    monkeypatch.setattr(store, "_rank", counting)
+    monkeypatch.setattr(store.fts, "_rank", counting)
     return calls
 
 
@@ -73,8 +73,8 @@ def test_only_common_words_rank_from_champion_lists(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Lists long enough to hold every chunk: then the sum is bm25 itself.
-    monkeypatch.setattr(store_mod, "CHAMPIONS", 1000)
-    exact = store._rank(["parse", "config"], 20)
+    monkeypatch.setattr(lexical, "CHAMPIONS", 1000)
+    exact = store.fts._rank(["parse", "config"], 20)
     calls = count_rankings(store, monkeypatch)
     got = store.lexical(["parse", "config"], 20)
     assert calls == [["parse"], ["config"]]  # one list per word
@@ -90,9 +90,9 @@ def test_only_common_words_rank_from_champion_lists(
 def test_short_champion_lists_still_find_the_strongest_chunks(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_mod, "CHAMPIONS", 20)
+    monkeypatch.setattr(lexical, "CHAMPIONS", 20)
     got = store.lexical(["parse", "value"], 10)
-    exact = store._rank(["parse", "value"], 10)
+    exact = store.fts._rank(["parse", "value"], 10)
     assert len(got) == 10
     # The best chunk for the two words is near the top of each word's list.
     assert exact[0][0] in [cid for cid, _ in got[:3]]
@@ -101,7 +101,7 @@ def test_short_champion_lists_still_find_the_strongest_chunks(
 def test_a_filter_that_empties_the_lists_ranks_everything(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_mod, "CHAMPIONS", 5)
+    monkeypatch.setattr(lexical, "CHAMPIONS", 5)
     calls = count_rankings(store, monkeypatch)
     go_files = [
         fid for (fid,) in store.reader().execute("SELECT id FROM files WHERE path = 'm0.py'")
@@ -122,8 +122,8 @@ def test_warming_computes_the_lists_of_common_words(
     store.lexical(["config", "return"], 10)
     assert len(calls) == ranked_while_warming  # answered from the warm lists
     # A small index needs no lists.
-    monkeypatch.setattr(store_mod, "LEXICAL_BUDGET", 5000)
-    store._champions.clear()
+    monkeypatch.setattr(lexical, "LEXICAL_BUDGET", 5000)
+    store.fts._champions.clear()
     assert store.warm_lexical() == 0
 
 
@@ -134,7 +134,7 @@ def test_the_index_warms_in_a_thread_and_leaves_no_connection(
 
     from kenning.engine.workspace import Index
 
-    monkeypatch.setattr(store_mod, "LEXICAL_BUDGET", 10)
+    monkeypatch.setattr(lexical, "LEXICAL_BUDGET", 10)
     ws = tmp_path / "ws"
     ws.mkdir()
     for i in range(40):

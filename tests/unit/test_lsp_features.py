@@ -9,8 +9,8 @@ from lsprotocol import types as lsp
 from tests.conftest import FakeEmbedder, write_tree
 from tests.e2e.test_lsp_duplicates import FETCH, FETCH_COPY, UNRELATED
 
+from kenning.engine.duplicates import FolderHints, candidate_floor, hint_at
 from kenning.engine.workspace import Index, IndexChange
-from kenning.lsp.features.duplicates import FolderHints, candidate_floor, hint_at
 from kenning.lsp.features.templates import insertion
 
 BODY = "def ${1:name}():\n    return ${2:1}\n$0"

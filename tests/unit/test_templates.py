@@ -58,7 +58,7 @@ class FakeEmbedder:
 
 def MiniLM():
     """The default model through the engine's own embedder (offline)."""
-    from kenning.engine.models import load_embedder
+    from kenning.engine.embedder import load_embedder
 
     return load_embedder(threads=2)
 

@@ -15,20 +15,18 @@ import {
   type ResponseError,
   type ServerOptions,
 } from "vscode-languageclient/node";
-import { COMMANDS, SECTION, SERVER_COMMANDS } from "./common/ids";
+import { COMMANDS, SECTION, SERVER_COMMANDS, STATUS_NOTIFICATION } from "./common/ids";
 import { describe, resolveServer, sourceName, type Resolution } from "./common/interpreter";
 import { levelForTrace, type Logger } from "./common/log";
 import { checkSearchAnswer, KenningServer, targetFromArgs } from "./common/protocol";
 import { RestartQueue } from "./common/restart";
 import { affectsServer, needsRestart, toServerSettings } from "./common/settings";
 import { singleTextEdit, toSnippet } from "./common/snippet";
-import { stateFromProgress, stateFromStatus, type IndexState } from "./common/status";
+import { stateFromNotification, stateFromProgress, stateFromStatus, type IndexState } from "./common/status";
 import { installKenning, interpreterSetting, onDidChangePythonInterpreter, probes } from "./python";
 import { showSimilar } from "./similar";
 import { errorText } from "./ui";
 
-const POLL_INDEXING_MS = 2_000;
-const POLL_IDLE_MS = 30_000;
 
 function currentSettings(): Record<string, unknown> {
   const config = vscode.workspace.getConfiguration(SECTION);
@@ -51,7 +49,6 @@ export class ServerManager implements vscode.Disposable {
   private readonly stateEmitter = new vscode.EventEmitter<IndexState>();
   private readonly clientDisposables: vscode.Disposable[] = [];
   private readonly disposables: vscode.Disposable[] = [];
-  private pollTimer: ReturnType<typeof setTimeout> | undefined;
   private snippetDepth = 0;
   /** Ends the window progress of each `$/progress` token still open. */
   private readonly openProgress = new Set<() => void>();
@@ -102,9 +99,12 @@ export class ServerManager implements vscode.Disposable {
     }
   }
 
-  /** Asks the server for `kenning.status` and updates the index state. */
+  /**
+   * Asks the server for `kenning.status` and updates the index state: once
+   * when the server starts (and after a reindex the user ran); from then on
+   * the server says every change with a `kenning/status` notification.
+   */
   async refreshStatus(): Promise<void> {
-    this.clearPoll();
     const server = this.server;
     if (server === undefined) {
       return;
@@ -116,16 +116,20 @@ export class ServerManager implements vscode.Disposable {
       this.log.error("kenning.status failed", error);
       this.setState({ kind: "error", message: `status failed: ${errorText(error)}` });
     }
-    // Another refresh may have run meanwhile (a progress end and a poll): keep one timer.
-    this.clearPoll();
-    if (this.server !== undefined) {
-      const delay = this._state.kind === "indexing" ? POLL_INDEXING_MS : POLL_IDLE_MS;
-      this.pollTimer = setTimeout(() => void this.refreshStatus(), delay);
+  }
+
+  private onStatusNotification(client: LanguageClient, params: unknown): void {
+    if (this.client !== client) {
+      return; // from a server being replaced
     }
+    this.setState(
+      stateFromNotification(params, this._state, this.openProgress.size > 0, (error) =>
+        this.log.error("kenning/status: unexpected payload", error),
+      ),
+    );
   }
 
   async dispose(): Promise<void> {
-    this.clearPoll();
     await this.stopClient();
     for (const d of this.disposables) {
       d.dispose();
@@ -135,13 +139,6 @@ export class ServerManager implements vscode.Disposable {
   private setState(state: IndexState): void {
     this._state = state;
     this.stateEmitter.fire(state);
-  }
-
-  private clearPoll(): void {
-    if (this.pollTimer !== undefined) {
-      clearTimeout(this.pollTimer);
-      this.pollTimer = undefined;
-    }
   }
 
   private onConfigurationChanged(e: vscode.ConfigurationChangeEvent): void {
@@ -159,7 +156,6 @@ export class ServerManager implements vscode.Disposable {
   }
 
   private async stopClient(): Promise<void> {
-    this.clearPoll();
     const client = this.client;
     this.client = undefined;
     this.api = undefined;
@@ -246,6 +242,10 @@ export class ServerManager implements vscode.Disposable {
     const client = new LanguageClient(SECTION, "Kenning", serverOptions, clientOptions);
     // Registered before start: pending handlers replace the client's built-in one.
     client.onRequest(ApplyWorkspaceEditRequest.type, (params) => this.applyEdit(client, params));
+    // Before start too, so that no notification of the first index is missed.
+    this.clientDisposables.push(
+      client.onNotification(STATUS_NOTIFICATION, (params: unknown) => this.onStatusNotification(client, params)),
+    );
     this.clientDisposables.push(
       client.onDidChangeState((e) => {
         this.log.debug(`Server state: ${State[e.newState]}`);
@@ -284,8 +284,8 @@ export class ServerManager implements vscode.Disposable {
           const sub = client.onProgress(WorkDoneProgress.type, token, (value) => {
             this.setState(stateFromProgress(value, this._state));
             if (value.kind === "end") {
+              // The chunk count follows in a kenning/status notification.
               end();
-              void this.refreshStatus();
             } else {
               progress.report({ message: value.message ?? (value.kind === "begin" ? value.title : undefined) });
             }

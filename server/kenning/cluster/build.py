@@ -84,7 +84,7 @@ class EmbedChunks:
     """One ONNX session per actor, opened once, embedding batch after batch."""
 
     def __init__(self, model: str | None, device: str, threads: int) -> None:
-        from kenning.engine.models import load_embedder
+        from kenning.engine.embedder import load_embedder
 
         self.embedder = load_embedder(model, device, threads)
 
@@ -96,8 +96,7 @@ class EmbedChunks:
 
 def probe_model(model: str | None, device: str, threads: int) -> dict[str, Any]:
     """What the actors will embed with: vector space, dims, device, precision."""
-    from kenning.engine.embedder import precision_of
-    from kenning.engine.models import load_embedder
+    from kenning.engine.embedder import load_embedder, precision_of
 
     emb = load_embedder(model, device, threads)
     return {

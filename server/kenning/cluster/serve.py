@@ -119,7 +119,7 @@ class QueryEmbedder:
     """The model, once; concurrent queries share one forward pass."""
 
     def __init__(self, model: str | None, threads: int) -> None:
-        from kenning.engine.models import load_embedder
+        from kenning.engine.embedder import load_embedder
 
         # Queries are short: the CPU answers one faster than a GPU round trip.
         self.embedder = load_embedder(model, "cpu", threads)

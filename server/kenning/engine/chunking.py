@@ -53,7 +53,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,15 @@ from kenning.engine.languages import (
     Def,
     LanguageSpec,
     detect_language,
+)
+from kenning.engine.namers import (
+    HOOKS,
+    NAMERS,
+    Resolved,
+    dotted,
+    node_bytes,
+    node_text,
+    set_source,
 )
 from kenning.engine.scan import content_skip_reason, decode_text
 from kenning.engine.text import fts_columns
@@ -489,24 +498,6 @@ def _rows(node: Any, last: int) -> tuple[int, int]:
     return (sr if sr < last else last), (er if er < last else last)
 
 
-def _node_bytes(node: Any) -> bytes:
-    """``node.text``, sliced from the source of the file this thread is chunking.
-
-    A tree parsed through a read callback (files big enough for a parse budget)
-    answers ``node.text`` by calling the callback again and copying up to 64 KiB
-    each time: a third of a million instructions per name, more than the rest of
-    the walk. A slice costs the same for every tree.
-    """
-    source: bytes = _local.source
-    return source[node.start_byte : node.end_byte]
-
-
-def _text(node: Any | None) -> str | None:
-    if node is None:
-        return None
-    return " ".join(_node_bytes(node).decode("utf-8", "replace").split()) or None
-
-
 def _docstring(body: Any | None) -> Any | None:
     """The string literal that opens a body (a Python docstring), if any."""
     if body is None:
@@ -551,7 +542,6 @@ class _Owner:
 #   ("f", start, end, owner, node, header, depth): lines of `owner` (None: top level)
 #   that are not definitions; `node` lets an oversized item be split along its children.
 Item = tuple[Any, ...]
-Resolved = tuple[Def, str | None, Any]
 
 
 class _Tree:
@@ -561,8 +551,8 @@ class _Tree:
         self.cum = cum
         self.items: list[Item] = []
         self.last = len(lines) - 1
-        self.namers = _NAMERS.get(spec.grammar, {})
-        self.hook = _HOOKS.get(spec.grammar)
+        self.namers = NAMERS.get(spec.grammar, {})
+        self.hook = HOOKS.get(spec.grammar)
 
     def pieces(self, text: str) -> list[list[Any]] | None:
         source = text.encode("utf-8", "surrogatepass")
@@ -595,11 +585,11 @@ class _Tree:
                     bad += e - s + 1
             if bad > ERROR_FALLBACK_RATIO * len(self.lines):
                 return None
-        _local.source = source
+        set_source(source)
         try:
             self._walk(root.children, None, None, 0, 0)
         finally:
-            _local.source = b""
+            set_source(b"")
         return self._pack()
 
     # -- sizes --------------------------------------------------------------------
@@ -667,10 +657,10 @@ class _Tree:
                 if child.type in self.spec.name_types:
                     name = child
                     break
-        text = _text(name)
+        text = node_text(name)
         if text and text[0] in "'\"":  # TypeScript `declare module "x"`
             text = text.strip("'\"") or None
-        return _dotted(text)  # Ruby `class A::B`, C++ `namespace a::b`
+        return dotted(text)  # Ruby `class A::B`, C++ `namespace a::b`
 
     def _body(self, decl: Any) -> Any | None:
         body = decl.child_by_field_name("body")
@@ -708,7 +698,7 @@ class _Tree:
     def _attachable(self, node: Any) -> bool:
         prefixes = self.spec.attach_prefixes
         if prefixes and node.type != "comment":
-            return _node_bytes(node).startswith(prefixes)
+            return node_bytes(node).startswith(prefixes)
         return True
 
     def _walk(
@@ -904,244 +894,6 @@ class _Tree:
                 last_end = we
         close()
         return pieces
-
-
-# --- per-grammar naming ---------------------------------------------------------------
-# A namer returns (name, kind override); ("", ...) is not used; (None, "") means "not a
-# definition after all".
-
-Namer = Callable[[Any], tuple[str | None, str | None]]
-
-
-def _dotted(name: str | None) -> str | None:
-    return name.replace("::", ".").replace(":", ".") if name else name
-
-
-def _c_function(node: Any) -> tuple[str | None, str | None]:
-    d = node.child_by_field_name("declarator")
-    for _ in range(10):
-        if d is None:
-            return None, None
-        if d.type in (
-            "identifier",
-            "field_identifier",
-            "type_identifier",
-            "destructor_name",
-            "operator_name",
-            "primitive_type",
-        ):
-            return _text(d), None
-        if d.type in ("qualified_identifier", "template_function"):
-            name = _text(d)
-            return _dotted(name), ("method" if name and "::" in name else None)
-        nxt = d.child_by_field_name("declarator")
-        d = nxt if nxt is not None else (d.named_children[-1] if d.named_child_count else None)
-    return None, None
-
-
-def _c_record(node: Any) -> tuple[str | None, str | None]:
-    # `struct foo x;` uses a struct without defining one; only bodies make a unit.
-    if node.child_by_field_name("body") is None:
-        return None, ""
-    return _text(node.child_by_field_name("name")), None
-
-
-def _go_method(node: Any) -> tuple[str | None, str | None]:
-    name = _text(node.child_by_field_name("name"))
-    recv = node.child_by_field_name("receiver")
-    rtype = None
-    if recv is not None:
-        for param in recv.named_children:
-            rtype = _text(param.child_by_field_name("type"))
-            if rtype:
-                rtype = rtype.lstrip("*").split("[", 1)[0].strip()
-                break
-    return (f"{rtype}.{name}" if rtype and name else name), None
-
-
-def _go_type(node: Any) -> tuple[str | None, str | None]:
-    for spec in node.named_children:
-        if spec.type in ("type_spec", "type_alias"):
-            typ = spec.child_by_field_name("type")
-            kind = "interface" if typ is not None and typ.type == "interface_type" else None
-            return _text(spec.child_by_field_name("name")), kind
-    return None, None
-
-
-def _rust_impl(node: Any) -> tuple[str | None, str | None]:
-    name = _text(node.child_by_field_name("type"))
-    return (name.split("<", 1)[0].strip() if name else None), None
-
-
-def _lua_function(node: Any) -> tuple[str | None, str | None]:
-    name = _text(node.child_by_field_name("name"))
-    return _dotted(name), ("method" if name and ":" in name else None)
-
-
-def _kotlin_class(node: Any) -> tuple[str | None, str | None]:
-    kind = None
-    name = None
-    for child in node.children:
-        if child.type == "interface":
-            kind = "interface"
-        elif child.type in ("type_identifier", "simple_identifier"):
-            name = _text(child)
-            break
-    return name, kind
-
-
-def _swift_class(node: Any) -> tuple[str | None, str | None]:
-    decl_kind = node.child_by_field_name("declaration_kind")
-    word = decl_kind.type if decl_kind is not None else "class"
-    kind = {"struct": "type", "enum": "type", "extension": "impl"}.get(word)
-    return _text(node.child_by_field_name("name")), kind
-
-
-def _named(fixed: str) -> Namer:
-    return lambda node: (fixed, None)
-
-
-_C_NAMERS: dict[str, Namer] = {
-    "function_definition": _c_function,
-    "type_definition": _c_function,
-    "struct_specifier": _c_record,
-    "union_specifier": _c_record,
-    "enum_specifier": _c_record,
-    "class_specifier": _c_record,
-}
-_NAMERS: dict[str, dict[str, Namer]] = {
-    "c": _C_NAMERS,
-    "cpp": _C_NAMERS,
-    "go": {"method_declaration": _go_method, "type_declaration": _go_type},
-    "rust": {"impl_item": _rust_impl},
-    "lua": {
-        "function_declaration": _lua_function,
-        "local_function": _lua_function,
-        "function_definition_statement": _lua_function,
-    },
-    "kotlin": {"class_declaration": _kotlin_class, "secondary_constructor": _named("constructor")},
-    "swift": {
-        "class_declaration": _swift_class,
-        "init_declaration": _named("init"),
-        "deinit_declaration": _named("deinit"),
-    },
-    "csharp": {"operator_declaration": _named("operator")},
-}
-
-# Definitions no node type names on its own: `const f = () => {}`, Elixir's `def`.
-_JS_FUNCTION_VALUES = frozenset(
-    {"arrow_function", "function_expression", "function", "generator_function"}
-)
-_JS_FN = Def("function")
-_JS_CLASS = Def("class", container=True)
-_JS_METHOD = Def("method")
-# An object literal of functions (`module.exports = { get(k) {...}, ... }`): its
-# members are found like a module's.
-_JS_OBJECT = Def("module", container=True)
-
-
-def _js_hook(node: Any) -> Resolved | None:
-    t = node.type
-    if t == "expression_statement" and node.named_child_count == 1:
-        node = node.named_children[0]
-        t = node.type
-    if t == "assignment_expression":
-        # `Runner.prototype.run = function () {}`, `module.exports = { ... }`
-        left = node.child_by_field_name("left")
-        if left is None or left.type not in ("member_expression", "identifier"):
-            return None
-        name = _text(left)
-        if name and ".prototype." in name:
-            name = name.replace(".prototype.", ".")
-            return _js_value(node.child_by_field_name("right"), name, node, _JS_METHOD)
-        return _js_value(node.child_by_field_name("right"), name, node)
-    if t == "pair":  # `{ parse: function (s) {...} }`
-        value = node.child_by_field_name("value")
-        if value is None or value.type not in _JS_FUNCTION_VALUES:
-            return None
-        key = _text(node.child_by_field_name("key"))
-        return _JS_FN, key.strip("'\"") if key else key, value
-    if t not in ("lexical_declaration", "variable_declaration"):
-        return None
-    declarators = [c for c in node.named_children if c.type == "variable_declarator"]
-    if len(declarators) != 1:
-        return None
-    name = _text(declarators[0].child_by_field_name("name"))
-    return _js_value(declarators[0].child_by_field_name("value"), name, declarators[0])
-
-
-def _js_value(
-    value: Any | None, name: str | None, holder: Any, fn: Def | None = None
-) -> Resolved | None:
-    """What a value bound to ``name`` defines: a function, a class, or an object of
-    methods (``holder``, the binding, is the container: its body is the object)."""
-    if value is None:
-        return None
-    if value.type in _JS_FUNCTION_VALUES:
-        return fn or _JS_FN, name, value
-    if value.type == "class":
-        # `module.exports = class Http {}`: the class's own name says more.
-        return _JS_CLASS, _text(value.child_by_field_name("name")) or name, value
-    if value.type == "object" and any(
-        c.type == "method_definition"
-        or (
-            c.type == "pair"
-            and (v := c.child_by_field_name("value")) is not None
-            and v.type in _JS_FUNCTION_VALUES
-        )
-        for c in value.named_children
-    ):
-        return _JS_OBJECT, name, holder
-    return None
-
-
-_EX_MODULES = frozenset({b"defmodule", b"defprotocol", b"defimpl"})
-_EX_FUNCTIONS = frozenset(
-    {
-        b"def",
-        b"defp",
-        b"defmacro",
-        b"defmacrop",
-        b"defguard",
-        b"defguardp",
-        b"defdelegate",
-        b"defn",
-        b"defnp",
-    }
-)
-_EX_MODULE = Def("module", container=True)
-_EX_FUNCTION = Def("function")
-
-
-def _elixir_hook(node: Any) -> Resolved | None:
-    if node.type != "call":
-        return None
-    target = node.child_by_field_name("target")
-    if target is None or target.type != "identifier":
-        return None
-    word = _node_bytes(target)
-    if word not in _EX_MODULES and word not in _EX_FUNCTIONS:
-        return None
-    first = None
-    for child in node.named_children:
-        if child.type == "arguments":
-            first = child.named_children[0] if child.named_child_count else None
-            break
-    if word in _EX_MODULES:
-        return _EX_MODULE, _text(first), node
-    if first is not None and first.type == "binary_operator":  # `def f(x) when x > 0`
-        first = first.child_by_field_name("left")
-    if first is not None and first.type == "call":
-        first = first.child_by_field_name("target")
-    return _EX_FUNCTION, _text(first), node
-
-
-_HOOKS: dict[str, Callable[[Any], Resolved | None]] = {
-    "javascript": _js_hook,
-    "typescript": _js_hook,
-    "tsx": _js_hook,
-    "elixir": _elixir_hook,
-}
 
 
 # --- preparing files for the index --------------------------------------------------

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from kenning.engine import models
+from kenning.engine.models import ResolvedModel
 from kenning.errors import ModelError
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
-
-    from kenning.engine.models import ResolvedModel
 
 log = logging.getLogger(__name__)
 
@@ -281,12 +281,10 @@ class OnnxEmbedder:
     def _create_session(self) -> Any:
         import onnxruntime as ort
 
-        from kenning.engine.models import cpu_int8_model
-
         path = self.model.model_path
         if self.precision == "int8":
             try:
-                path = cpu_int8_model(self.model)
+                path = models.cpu_int8_model(self.model)
             except ModelError as exc:
                 log.warning("%s; running it in fp32", exc)
                 self.precision = "fp32"
@@ -529,3 +527,46 @@ def _pad_id(tok: Tokenizer) -> int:
         if found is not None:
             return int(found)
     return 0
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_embedder(
+    model: str | None = None, device: str = "auto", threads: int | None = None
+) -> Embedder:
+    """An embedder for ``model`` (see :func:`kenning.engine.models.resolve`) on ``device``.
+
+    ``device`` is ``auto`` (``KENNING_DEVICE`` if set, else CUDA when
+    onnxruntime offers it, else CPU with an INFO log line), ``cpu`` or
+    ``cuda`` (a ModelError when no CUDA provider is installed). ``threads``
+    caps ONNX Runtime's threads (default ``KENNING_THREADS``, else all cores
+    but one).
+    """
+    return OnnxEmbedder(models.resolve(model), device=device, threads=threads)
+
+
+def plan_embedding(model: str | None = None, device: str | None = "auto") -> dict[str, str | None]:
+    """``{model, device, precision}`` that :func:`load_embedder` would give, without loading.
+
+    Reads the model card and asks onnxruntime for its providers; opens no model
+    and verifies no file, so ``kenning status`` can say it at once. A part that
+    cannot be known (an unknown model, CUDA asked for but missing) is None.
+    """
+    name = model or os.environ.get("KENNING_MODEL") or None
+    card: models.ModelCard | None
+    try:
+        card = models.find_card(name)
+    except ModelError:
+        card = None
+    try:
+        planned: str | None = plan_device(device)
+    except ModelError:
+        planned = None
+    precision = None
+    if card is not None and planned is not None:
+        try:
+            precision = plan_precision(card.cpu_int8, planned, resolve_precision(None))
+        except ModelError:
+            precision = None
+    return {"model": card.id if card else name, "device": planned, "precision": precision}

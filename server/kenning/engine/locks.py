@@ -155,6 +155,28 @@ class RunLock:
                 return None
             return _read_holder(self._probe_fd)
 
+    def wait_released(self) -> None:
+        """Block until no other process runs on this index.
+
+        The kernel wakes us when the lock is let go (no polling), on a file
+        descriptor of its own so that this lock's state is not touched.
+        Windows has no blocking shared lock: there it looks once a second.
+        """
+        fd = _open(self.path)
+        try:
+            if sys.platform == "win32":
+                while _try(fd, shared=True) is False:
+                    time.sleep(1.0)
+            else:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+                except OSError:
+                    return  # no locks on this file system: nothing to wait for
+            with contextlib.suppress(OSError):
+                _unlock(fd)
+        finally:
+            os.close(fd)
+
     def close(self) -> None:
         with self._mutex:
             for fd in (self._fd, self._probe_fd):

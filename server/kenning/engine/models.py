@@ -31,14 +31,11 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from kenning.config import kenning_home
 from kenning.engine.home import owned_dir, read_owned_json, repair, slot_problem
 from kenning.errors import KenningError, ModelError
-
-if TYPE_CHECKING:
-    from kenning.engine.embedder import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -615,9 +612,6 @@ def pull(model_id: str, progress: Progress | None = None) -> ResolvedModel:
     return resolve_card(card)
 
 
-# --------------------------------------------------------------------------- embedder
-
-
 # --------------------------------------------------------------------------- derived int8 models
 
 #: Bumped when the recipe below changes, so old derived files are not reused.
@@ -745,52 +739,14 @@ def derive_int8(src: str, out: str) -> None:
         os.replace(quantised, target)
 
 
-def plan_embedding(model: str | None = None, device: str | None = "auto") -> dict[str, str | None]:
-    """``{model, device, precision}`` that :func:`load_embedder` would give, without loading.
-
-    Reads the model card and asks onnxruntime for its providers; opens no model
-    and verifies no file, so ``kenning status`` can say it at once. A part that
-    cannot be known (an unknown model, CUDA asked for but missing) is None.
-    """
-    from kenning.engine.embedder import plan_device, plan_precision, resolve_precision
-
-    name = model or os.environ.get("KENNING_MODEL") or None
-    card: ModelCard | None
-    try:
-        if name is None:
-            card = default_card()
-        elif name in _cards():
-            card = _cards()[name]
-        elif _looks_like_path(name):
-            card = _folder_card(Path(name))
-        else:
-            card = get_card(name)
-    except ModelError:
-        card = None
-    try:
-        planned: str | None = plan_device(device)
-    except ModelError:
-        planned = None
-    precision = None
-    if card is not None and planned is not None:
-        try:
-            precision = plan_precision(card.cpu_int8, planned, resolve_precision(None))
-        except ModelError:
-            precision = None
-    return {"model": card.id if card else name, "device": planned, "precision": precision}
-
-
-def load_embedder(
-    model: str | None = None, device: str = "auto", threads: int | None = None
-) -> Embedder:
-    """An embedder for ``model`` (see :func:`resolve`) on ``device``.
-
-    ``device`` is ``auto`` (``KENNING_DEVICE`` if set, else CUDA when
-    onnxruntime offers it, else CPU with an INFO log line), ``cpu`` or
-    ``cuda`` (a ModelError when no CUDA provider is installed). ``threads``
-    caps ONNX Runtime's threads (default ``KENNING_THREADS``, else all cores
-    but one).
-    """
-    from kenning.engine.embedder import OnnxEmbedder
-
-    return OnnxEmbedder(resolve(model), device=device, threads=threads)
+def find_card(name: str | None) -> ModelCard:
+    """The card of ``name`` (a registry id or a model folder; None: ``KENNING_MODEL``
+    or the default) without resolving its files; a ModelError when unknown."""
+    name = name or os.environ.get("KENNING_MODEL") or None
+    if name is None:
+        return default_card()
+    if name in _cards():
+        return _cards()[name]
+    if _looks_like_path(name):
+        return _folder_card(Path(name))
+    return get_card(name)

@@ -62,7 +62,7 @@ def ensure_signatures(
             break
         items = []
         for chunk_id, text, language in rows:
-            sig = dedup.minhash(text, language)
+            sig = dedup.minhash(str(text), str(language) if language is not None else None)
             items.append((chunk_id, dedup.signature_bytes(sig) if sig is not None else None))
         with store.write() as db:
             # INSERT OR IGNORE: a chunk replaced meanwhile simply has no row to fill.

@@ -12,37 +12,24 @@ long write: WAL lets readers see the last committed state.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import apsw
 import sqlite_vec
 
 from kenning.engine.home import sqlite_problem
+from kenning.engine.lexical import LexicalIndex
 from kenning.engine.migrations import MIGRATIONS, SCHEMA_VERSION
-from kenning.engine.text import fts_columns, fts_path, fts_text
+from kenning.engine.sql import json_ids, one_row, transaction
+from kenning.engine.text import fts_columns, fts_path
 from kenning.engine.types import Chunk
 from kenning.errors import HomeError, IndexBusyError, IndexCorruptError
 
 BUSY_TIMEOUT_MS = 10_000
-# Chunks that lexical search may rank for one query before dropping common terms.
-LEXICAL_BUDGET = 5_000
-# Champion lists (see Store._champion_list): chunks kept per common term, and
-# how long a list is reused before it is computed again.
-CHAMPIONS = 500
-CHAMPION_TTL_S = 600.0
-# Column weights, in the order of the chunks_fts columns: a word of a chunk's
-# qualified symbol counts 4x, of its path 2x, of the definition's own name 6x
-# (tuned on the dev benchmark; from 4 to 8 for names all within 0.002 MRR@10).
-BM25_WEIGHTS = (4.0, 1.0, 2.0, 6.0)
-_BM25 = "bm25(chunks_fts, {})".format(", ".join(map(str, BM25_WEIGHTS)))
-# As in the chunks_fts definition (migrations.py).
-_FTS_TOKENIZER_ARGS = ("unicode61", "remove_diacritics", "2")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +121,8 @@ class Store:
         self._local = threading.local()
         self._readers: list[apsw.Connection] = []
         self._counts: tuple[str | None, dict[str, int]] | None = None
-        # Document frequency of query terms, valid while the index size holds.
-        self._df: dict[str, int] = {}
-        self._df_total = 0
-        # Champion lists by stem: (when computed, [(chunk id, bm25)]).
-        self._champions: dict[str, tuple[float, list[tuple[int, float]]]] = {}
+        # The lexical ranking of this store's FTS rows.
+        self.fts = LexicalIndex(self)
         problem = sqlite_problem(path)
         if problem is not None:
             raise IndexCorruptError(f"{path}: the index is damaged ({problem})")
@@ -159,7 +143,7 @@ class Store:
     # -- set-up -------------------------------------------------------------
 
     def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        version = one_row(self.conn.execute("PRAGMA user_version"))[0]
         if version > SCHEMA_VERSION:
             raise IndexCorruptError(
                 f"{self.path}: written by a newer kenning (schema {version} > {SCHEMA_VERSION})"
@@ -184,7 +168,7 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        return int(self.reader().execute("PRAGMA user_version").fetchone()[0])
+        return int(one_row(self.reader().execute("PRAGMA user_version"))[0])
 
     def reader(self) -> apsw.Connection:
         """This thread's read connection (the writer's thread reads its own writes)."""
@@ -202,7 +186,6 @@ class Store:
         if conn is None:
             return
         self._local.conn = None
-        self._local.tokenizer = None
         with self._state:
             if conn in self._readers:
                 self._readers.remove(conn)
@@ -362,10 +345,12 @@ class Store:
                 )
 
     def _next_chunk_id(self, db: apsw.Connection) -> int:
-        row = db.execute(
-            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'chunks'), 0),"
-            " coalesce((SELECT max(id) FROM chunks), 0))"
-        ).fetchone()
+        row = one_row(
+            db.execute(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'chunks'), 0),"
+                " coalesce((SELECT max(id) FROM chunks), 0))"
+            )
+        )
         return int(row[0]) + 1
 
     def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
@@ -501,15 +486,13 @@ class Store:
         # which holds only chunks without a vector), not summed over the chunks
         # table: that read every chunk's text, 50-100 ms at 175k chunks, and
         # readers ask again after every commit.
-        files, skipped, chunks, pending = (
-            self.reader()
-            .execute(
+        files, skipped, chunks, pending = one_row(
+            self.reader().execute(
                 "SELECT (SELECT count(*) FROM files WHERE skip_reason IS NULL),"
                 " (SELECT count(*) FROM files WHERE skip_reason IS NOT NULL),"
                 " (SELECT count(*) FROM chunks),"
                 " (SELECT count(*) FROM chunks WHERE has_vector = 0)"
             )
-            .fetchone()
         )
         embedded = chunks - pending
         counts = {
@@ -549,7 +532,7 @@ class Store:
                 total += p.stat().st_size
         return total
 
-    # -- lexical search -----------------------------------------------------
+    # -- lexical search (engine/lexical.py) -------------------------------
 
     def lexical(
         self,
@@ -558,254 +541,13 @@ class Store:
         languages: Sequence[str] | None = None,
         file_ids: Sequence[int] | None = None,
     ) -> list[tuple[int, float]]:
-        """(chunk id, bm25) for chunks holding any of ``terms``, best first.
-
-        bm25 is negative, lower is better. Ranking every chunk that holds a
-        word found nearly everywhere ("data", "self") is what makes lexical
-        search slow on a large index, and such words add almost nothing to
-        bm25; so on a large index the commonest terms are dropped while rarer
-        ones remain (see _selective). A query made only of such words is
-        ranked from each word's champion list instead (see _champion_list).
-        """
-        terms = list(dict.fromkeys(terms))
-        if not terms:
-            return []
-        kept = self._selective(terms)
-        if kept is None:
-            found = self._from_champions(terms, limit, languages, file_ids)
-            if found is not None:
-                return found
-            kept = terms
-        return self._rank(kept, limit, languages, file_ids)
-
-    def _rank(
-        self,
-        terms: Sequence[str],
-        limit: int,
-        languages: Sequence[str] | None = None,
-        file_ids: Sequence[int] | None = None,
-    ) -> list[tuple[int, float]]:
-        """bm25 over every chunk holding any of ``terms``: exact, and slow for common ones."""
-        match = " OR ".join(_phrase(t) for t in terms)
-        sql = [f"SELECT f.rowid, {_BM25} AS score FROM chunks_fts f"]
-        params: list[object] = [match]
-        where = ["chunks_fts MATCH ?"]
-        if languages or file_ids is not None:
-            sql.append("JOIN chunks c ON c.id = f.rowid")
-            where.extend(_filters(languages, file_ids, params))
-        sql.append("WHERE " + " AND ".join(where))
-        sql.append("ORDER BY score LIMIT ?")
-        params.append(limit)
-        try:
-            return [(r[0], r[1]) for r in self.reader().execute(" ".join(sql), params)]
-        except apsw.SQLError:
-            # A query FTS5 cannot parse has no lexical answer; vector search may still help.
-            return []
-
-    def _budget(self) -> int | None:
-        """Chunks one query may rank, or None when the index is small enough to rank all."""
-        total = self.counts()["chunks"]
-        if total <= LEXICAL_BUDGET:
-            return None
-        with self._state:
-            if not (0.8 * self._df_total <= total <= 1.25 * self._df_total):
-                self._df.clear()
-                self._champions.clear()
-                self._df_total = total
-        return max(LEXICAL_BUDGET, int(total * 0.05))
-
-    def _selective(self, terms: list[str]) -> list[str] | None:
-        """The query terms worth ranking by, rarest first, within a document budget.
-
-        None when even the rarest term is over the budget: ranking by it would
-        mean scoring a large share of the index.
-        """
-        budget = self._budget()
-        if budget is None:
-            return terms
-        freq = sorted((self._doc_freq(t, budget + 1), t) for t in terms)
-        if freq[0][0] > budget:
-            return None
-        kept = [freq[0][1]]
-        spent = freq[0][0]
-        for df, t in freq[1:]:
-            if spent + df > budget:
-                break
-            kept.append(t)
-            spent += df
-        return kept
-
-    def _doc_freq(self, term: str, cap: int) -> int:
-        """Chunks holding ``term``, counted no further than ``cap``.
-
-        Past the budget a term is dropped whatever its count, so counting stops
-        there: a word in every chunk costs as little as a rare one.
-        """
-        cached = self._df.get(term)
-        if cached is None:
-            row = (
-                self.reader()
-                .execute(
-                    "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
-                    " LIMIT ?)",
-                    (_phrase(term), cap),
-                )
-                .fetchone()
-            )
-            cached = self._df[term] = int(row[0])
-        return cached
-
-    # Champion lists (Manning, Raghavan and Schütze, Introduction to Information
-    # Retrieval, 7.1.3): for a term held by a large share of the index, the
-    # CHAMPIONS chunks where it weighs most, with that term's bm25. bm25 over
-    # OR-ed terms is the sum of each term's part, so a query made only of
-    # common terms is ranked by summing its terms' lists: exact for a chunk in
-    # every list, an underestimate for one missing from some. Computing a list
-    # costs one full ranking of the term; it is then reused until the index
-    # has grown or shrunk by a fifth or CHAMPION_TTL_S has passed, so chunks
-    # written since may be missing from it (vector search still finds them).
-
-    def _from_champions(
-        self,
-        terms: Sequence[str],
-        limit: int,
-        languages: Sequence[str] | None,
-        file_ids: Sequence[int] | None,
-    ) -> list[tuple[int, float]] | None:
-        scores: dict[int, float] = {}
-        for term in terms:
-            for cid, score in self._champion_list(term):
-                scores[cid] = scores.get(cid, 0.0) + score
-        ranked = sorted(scores.items(), key=lambda kv: (kv[1], kv[0]))
-        if languages or file_ids is not None:
-            params: list[object] = [json_ids([cid for cid, _ in ranked])]
-            where = [
-                "c.id IN (SELECT value FROM json_each(?))",
-                *_filters(languages, file_ids, params),
-            ]
-            rows = self.reader().execute(
-                "SELECT c.id FROM chunks c WHERE " + " AND ".join(where), params
-            )
-            allowed = {r[0] for r in rows}
-            ranked = [r for r in ranked if r[0] in allowed]
-            if len(ranked) < limit:
-                return None  # the filter kept too few: rank everything after all
-        return ranked[:limit]
-
-    def _champion_list(self, term: str) -> list[tuple[int, float]]:
-        key = self._stem(term)
-        now = time.monotonic()
-        with self._state:
-            cached = self._champions.get(key)
-        if cached is not None and now - cached[0] < CHAMPION_TTL_S:
-            return cached[1]
-        found = self._rank([term], CHAMPIONS)
-        with self._state:
-            self._champions[key] = (now, found)
-        return found
-
-    def _stem(self, term: str) -> str:
-        """The token FTS5 indexes for ``term``: "parse" and "parsing" share one list."""
-        tokens = self._tokenize(term.encode("utf-8"), apsw.FTS5_TOKENIZE_QUERY)
-        return " ".join(token for _, _, token in tokens) or term
-
-    def _tokenize(self, data: bytes, reason: int) -> list[tuple[int, int, str]]:
-        """(start, end, token) as FTS5's own tokenizer gives them, for this thread."""
-        tokenizer: Any = getattr(self._local, "tokenizer", None)
-        if tokenizer is None:
-            tokenizer = self.reader().fts5_tokenizer("porter", list(_FTS_TOKENIZER_ARGS))
-            self._local.tokenizer = tokenizer
-        return [(int(t[0]), int(t[1]), str(t[2])) for t in tokenizer(data, reason, None)]
+        """(chunk id, bm25) for chunks holding any of ``terms``, best first
+        (:meth:`kenning.engine.lexical.LexicalIndex.search`)."""
+        return self.fts.search(terms, limit, languages, file_ids)
 
     def warm_lexical(self, sample: int = 400, max_terms: int = 64) -> int:
-        """Compute the champion lists of the words most chunks hold; returns how many.
-
-        The words are read off a random sample of chunks, so the lists a user's
-        common words need are ready before the first query asks for them. For
-        a background thread: each list costs one full ranking of its word.
-        """
-        budget = self._budget()
-        if budget is None:
-            return 0
-        total = self.counts()["chunks"]
-        rows = self.reader().execute(
-            "SELECT text FROM chunks WHERE id IN (SELECT id FROM chunks ORDER BY random() LIMIT ?)",
-            (sample,),
-        )
-        holders: dict[str, int] = {}
-        surface: dict[str, str] = {}
-        seen = 0
-        for (text,) in rows:
-            seen += 1
-            body = fts_text(text)
-            data = body.encode("utf-8")
-            stems: set[str] = set()
-            for start, end, stem in self._tokenize(data, apsw.FTS5_TOKENIZE_DOCUMENT):
-                stems.add(stem)
-                if stem not in surface:
-                    surface[stem] = data[start:end].decode("utf-8", "replace").lower()
-            for stem in stems:
-                holders[stem] = holders.get(stem, 0) + 1
-        if not seen:
-            return 0
-        # A word in more than the budget's share of the sample is likely over
-        # the budget in the index too.
-        common = [s for s, n in holders.items() if n / seen * total > budget]
-        common.sort(key=lambda s: -holders[s])
-        warmed = 0
-        for stem in common[:max_terms]:
-            word = surface[stem]
-            if self._stem(word) != stem:
-                continue
-            if self._doc_freq(word, budget + 1) > budget:
-                self._champion_list(word)
-                warmed += 1
-        return warmed
-
-
-def _phrase(term: str) -> str:
-    return '"' + term.replace('"', '""') + '"'
-
-
-def _filters(
-    languages: Sequence[str] | None, file_ids: Sequence[int] | None, params: list[object]
-) -> list[str]:
-    """WHERE clauses on ``chunks c`` for the search filters; appends their parameters."""
-    where = []
-    if languages:
-        where.append("c.language IN (SELECT value FROM json_each(?))")
-        params.append(json_strs(languages))
-    if file_ids is not None:
-        where.append("c.file_id IN (SELECT value FROM json_each(?))")
-        params.append(json_ids(file_ids))
-    return where
-
-
-@contextlib.contextmanager
-def transaction(conn: apsw.Connection) -> Iterator[apsw.Connection]:
-    """One transaction on ``conn``: committed on success, rolled back on any error.
-
-    Not apsw's ``with conn:``: its commit holds the GIL, and a commit that runs
-    a WAL checkpoint waits on fsync for tens of milliseconds. Every other thread
-    stopped meanwhile: the language server's request handlers, and the threads
-    that carry results from the indexing workers (which then stalled on a full
-    pipe). Statements run through ``execute`` release the GIL.
-
-    IMMEDIATE: the write lock is taken at the start, where SQLite's busy
-    timeout waits for another process's transaction to end. A deferred
-    transaction that reads first gets SQLITE_BUSY at once, with no wait, when
-    another process commits between its read and its first write: an editor's
-    small writes failed that way while a ``kenning index`` ran.
-    """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(apsw.Error):
-                conn.execute("ROLLBACK")
-        raise
+        """Champion lists of the commonest words (:meth:`LexicalIndex.warm`)."""
+        return self.fts.warm(sample, max_terms)
 
 
 def bump_generation(db: apsw.Connection) -> None:
@@ -814,11 +556,3 @@ def bump_generation(db: apsw.Connection) -> None:
         "INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key)"
         " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
     )
-
-
-def json_ids(ids: Sequence[int]) -> str:
-    return "[" + ",".join(str(int(i)) for i in ids) + "]"
-
-
-def json_strs(values: Sequence[str]) -> str:
-    return json.dumps(list(values))

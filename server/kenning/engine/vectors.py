@@ -17,13 +17,14 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import apsw
 import numpy as np
 
 from kenning.engine.home import SQLITE_COMPANIONS, open_owned, repair, sqlite_problem
-from kenning.engine.store import BUSY_TIMEOUT_MS, Store, json_ids, json_strs, transaction
+from kenning.engine.sql import json_ids, json_strs, one_row, transaction
+from kenning.engine.store import BUSY_TIMEOUT_MS, Store
 from kenning.engine.text import embed_header, embed_input, embed_key
 from kenning.errors import DamagedFileError, HomeError
 
@@ -102,11 +103,11 @@ class EmbeddingCache:
     def count(self, model: str | None = None) -> int:
         if model is None:
             return self._run(
-                lambda conn: int(conn.execute("SELECT count(*) FROM cache").fetchone()[0])
+                lambda conn: int(one_row(conn.execute("SELECT count(*) FROM cache"))[0])
             )
         return self._run(
             lambda conn: int(
-                conn.execute("SELECT count(*) FROM cache WHERE model = ?", (model,)).fetchone()[0]
+                one_row(conn.execute("SELECT count(*) FROM cache WHERE model = ?", (model,)))[0]
             )
         )
 
@@ -238,9 +239,9 @@ class VectorIndex:
 
     def pending_count(self) -> int:
         return int(
-            self.store.reader()
-            .execute("SELECT count(*) FROM chunks WHERE has_vector = 0")
-            .fetchone()[0]
+            one_row(
+                self.store.reader().execute("SELECT count(*) FROM chunks WHERE has_vector = 0")
+            )[0]
         )
 
     def write(self, ids: Sequence[int], vectors: np.ndarray, space: str | None = None) -> int:
@@ -278,7 +279,7 @@ class VectorIndex:
         return written
 
     def _prune_tombstones(self, db: apsw.Connection) -> None:
-        top = db.execute("SELECT max(seq) FROM vector_tombstones").fetchone()[0]
+        top = one_row(db.execute("SELECT max(seq) FROM vector_tombstones"))[0]
         if top is not None and top > 2 * TOMBSTONES_KEPT:
             db.execute("DELETE FROM vector_tombstones WHERE seq <= ?", (top - TOMBSTONES_KEPT,))
 
@@ -300,7 +301,8 @@ class VectorIndex:
     # -- the in-memory coarse index -------------------------------------------
 
     def _rows(self, since_seq: int) -> list[tuple[int, int, bytes, str, int]]:
-        return (
+        # apsw types a row as tuple of any SQLite value; these columns are known.
+        rows: list[Any] = (
             self.store.reader()
             .execute(
                 "SELECT v.seq, v.chunk_id, v.bits, c.language, c.file_id FROM vectors v"
@@ -309,6 +311,7 @@ class VectorIndex:
             )
             .fetchall()
         )
+        return rows
 
     def _append(self, coarse: _Coarse, rows: list[tuple[int, int, bytes, str, int]]) -> None:
         if not rows:
@@ -358,18 +361,18 @@ class VectorIndex:
                 "SELECT (SELECT value FROM meta WHERE key = 'vector_epoch'),"
                 " (SELECT value FROM meta WHERE key = 'vector_dims')"
             ).fetchone() or (None, None)
-            floor = db.execute("SELECT min(seq) FROM vector_tombstones").fetchone()[0]
+            floor = one_row(db.execute("SELECT min(seq) FROM vector_tombstones"))[0]
             if (
                 coarse is None
                 or coarse.epoch != epoch
                 or (floor is not None and floor > coarse.tomb_seq + 1)
             ):
                 coarse = _Coarse(epoch, int(dims) if dims else None)
-                top = db.execute("SELECT max(seq) FROM vector_tombstones").fetchone()[0]
+                top = one_row(db.execute("SELECT max(seq) FROM vector_tombstones"))[0]
                 coarse.tomb_seq = int(top or 0)
                 self._append(coarse, self._rows(0))
             else:
-                gone = db.execute(
+                gone: list[Any] = db.execute(
                     "SELECT seq, chunk_id FROM vector_tombstones WHERE seq > ? ORDER BY seq",
                     (coarse.tomb_seq,),
                 ).fetchall()
@@ -379,7 +382,7 @@ class VectorIndex:
                     # a chunk id is never reused, so any tombstone means gone.
                     dead = np.fromiter((g[1] for g in gone), dtype=np.int64, count=len(gone))
                     coarse.ids[np.isin(coarse.ids, dead)] = -1
-                    coarse.tomb_seq = gone[-1][0]
+                    coarse.tomb_seq = int(gone[-1][0])
             coarse.generation = generation
             self._coarse = coarse
             return coarse

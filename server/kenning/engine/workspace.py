@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import apsw
 import numpy as np
@@ -31,7 +31,7 @@ import xxhash
 
 from kenning.config import Settings, kenning_home
 from kenning.engine.chunking import Prepared, prepare_args, prepare_file, prepare_text, watch_parent
-from kenning.engine.embedder import Embedder, model_of_space, precision_of
+from kenning.engine.embedder import Embedder, model_of_space, plan_embedding, precision_of
 from kenning.engine.home import check_home, open_owned
 from kenning.engine.languages import language_filter
 from kenning.engine.locks import RunLock, buffer_owners, busy_note
@@ -234,11 +234,12 @@ class Index:
         """The embedder, loaded on first use; None when the index is lexical-only."""
         if self._embedder is None and self._embedder_source is not None:
             with self._embedder_lock:
+                source = self._embedder_source
                 if self._embedder is None:
-                    source = self._embedder_source
-                    self._embedder = (
-                        source() if callable(source) and not _is_embedder(source) else source
-                    )  # type: ignore[assignment]
+                    if _is_embedder(source):
+                        self._embedder = source
+                    elif callable(source):
+                        self._embedder = source()
         return self._embedder
 
     @property
@@ -1038,8 +1039,6 @@ class Index:
                     "precision": made_by.get("precision"),
                     "embedding_source": "index",
                 }
-        from kenning.engine.models import plan_embedding
-
         plan = plan_embedding(self.settings.model, self.settings.device)
         if embedded and space:
             # Vectors from before kenning recorded their device, or all from
@@ -1102,5 +1101,5 @@ def _percentile(values: list[float], pct: float) -> float | None:
     return round(values[i], 3)
 
 
-def _is_embedder(obj: object) -> bool:
+def _is_embedder(obj: object) -> TypeGuard[Embedder]:
     return obj is not None and hasattr(obj, "embed_documents")

@@ -16,18 +16,32 @@ from typing import Any, TypeVar
 
 from pygls.exceptions import JsonRpcException, JsonRpcInternalError
 
-from kenning.errors import KenningError
+from kenning.errors import KenningError, LocationError, UsageError
+from kenning.lsp.logs import log_file
 
 log = logging.getLogger("kenning.lsp")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+# JSON-RPC codes: LSP's RequestFailed for a user error, InvalidParams for bad arguments.
+REQUEST_FAILED = -32803
+INVALID_PARAMS = -32602
+
+
+class KenningRequestError(JsonRpcException):
+    """A KenningError on its way back to the client as an error response."""
+
+    CODE = REQUEST_FAILED
+
+    @classmethod
+    def of(cls, exc: Any) -> KenningRequestError:
+        code = INVALID_PARAMS if isinstance(exc, UsageError | LocationError) else REQUEST_FAILED
+        return cls(message=str(exc), code=code)
 
 
 def request(name: str) -> Callable[[F], F]:
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
         async def handler(*args: Any, **kwargs: Any) -> Any:
-            from kenning.lsp.server import KenningRequestError, log_file
-
             try:
                 return await fn(*args, **kwargs)
             except KenningError as exc:

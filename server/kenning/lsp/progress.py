@@ -15,12 +15,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 from lsprotocol import types as lsp
-
-if TYPE_CHECKING:
-    from kenning.lsp.server import KenningServer
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +34,8 @@ _tokens = itertools.count(1)
 class IndexProgress:
     """One progress bar for one piece of index work (possibly over several roots)."""
 
-    def __init__(self, server: KenningServer, title: str, cancellable: bool = True) -> None:
+    def __init__(self, server: Any, title: str, cancellable: bool = True) -> None:
+        """``server``: the KenningServer (its module imports this one)."""
         self.server = server
         self.title = title
         self.cancellable = cancellable
@@ -65,7 +63,12 @@ class IndexProgress:
         self.token = token
         cancel_future = self.server.work_done_progress.tokens.get(token)
         if cancel_future is not None:
-            cancel_future.add_done_callback(lambda f: f.cancelled() and self._cancelled())
+
+            def done(f: Any) -> None:
+                if f.cancelled():
+                    self._cancelled()
+
+            cancel_future.add_done_callback(done)
         self.server.work_done_progress.begin(
             token,
             lsp.WorkDoneProgressBegin(

@@ -1,34 +1,32 @@
-"""The language server: owns the workspace indexes, their executor and the settings.
+"""The language server: translates LSP into session calls and session events into LSP.
+
+The live state (folders, indexes, the model, the index executor, near-duplicate
+hints) is the engine's :class:`~kenning.engine.session.Session`; this class
+adds what only an editor needs: the event loop, the query threads, messages
+shown once, and progress bars.
 
 Threads, and why:
 
 * the asyncio event loop runs every handler; handlers only read state, start
   work and await it, so the loop never blocks;
 * pygls's own handler pool reads stdin; nothing of ours runs there;
-* ``kenning-index`` (:class:`~kenning.lsp.worker.IndexWorker`, one thread) does
-  every index write: opening indexes, refreshes, editor buffers, embedding;
+* ``kenning-index`` (the session's :class:`~kenning.engine.executor.IndexWorker`,
+  one thread) does every index write: opening indexes, refreshes, editor
+  buffers, embedding;
 * ``kenning-query`` (two threads) answers searches; the engine gives each
   thread its own SQLite connection, so a search never waits behind indexing.
 
-Tests and benchmarks choose the embedder by setting :data:`EMBEDDER_FACTORY`
-before calling :func:`main` (see ``tests/e2e/fake_server.py``); by default the
-real model is loaded by ``kenning.engine.models.load_embedder``.
+Session events arrive on whatever thread made the change; subscribers hand
+them to the event loop with :meth:`KenningServer.call_on_loop`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import logging.handlers
-import os
-import shutil
-import tempfile
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,113 +35,25 @@ from pygls.exceptions import FeatureRequestError, JsonRpcException
 from pygls.lsp.server import LanguageServer
 
 from kenning import __version__
-from kenning.config import Settings, kenning_home, parse_settings
-from kenning.engine.embedder import Embedder, default_threads
-from kenning.engine.home import check_home, owned_dir, repair, slot_problem
+from kenning.config import Settings, parse_settings
+from kenning.engine.executor import IndexWorker
 from kenning.engine.locks import describe
+from kenning.engine.session import (
+    EmbedderHolder,
+    Event,
+    Folder,
+    ModelFailed,
+    Notice,
+    Session,
+)
 from kenning.engine.workspace import Index, IndexReport
-from kenning.errors import HomeError, KenningError, LocationError, ModelError, UsageError
+from kenning.errors import KenningError, LocationError
 from kenning.lsp.convert import uri_to_path
 from kenning.lsp.progress import IndexProgress
-from kenning.lsp.transport import KenningProtocol, serve_stdio, serve_tcp
-from kenning.lsp.worker import IndexWorker, LongJob
-
-# Most chunking worker processes one big refresh may start.
-INDEX_PROCESSES = 4
-# While another process runs on a folder's index, how often to look whether it is done.
-FOLLOW_S = 1.0
+from kenning.lsp.transport import KenningProtocol
 
 log = logging.getLogger("kenning.lsp")
 T = TypeVar("T")
-
-# Test hook: ``EMBEDDER_FACTORY(settings)`` returns the embedder to use. None
-# means the real model via ``kenning.engine.models.load_embedder``.
-EMBEDDER_FACTORY: Callable[[Settings], Embedder] | None = None
-
-# Settings whose change means the indexes must be opened again.
-INDEX_FIELDS = ("model", "device", "exclude", "include")
-
-# JSON-RPC codes: LSP's RequestFailed for a user error, InvalidParams for bad arguments.
-REQUEST_FAILED = -32803
-INVALID_PARAMS = -32602
-
-
-class KenningRequestError(JsonRpcException):
-    """A KenningError on its way back to the client as an error response."""
-
-    CODE = REQUEST_FAILED
-
-    @classmethod
-    def of(cls, exc: Any) -> KenningRequestError:
-        code = INVALID_PARAMS if isinstance(exc, UsageError | LocationError) else REQUEST_FAILED
-        return cls(message=str(exc), code=code)
-
-
-def default_embedder(settings: Settings) -> Embedder:
-    # Imported here: the model loader is heavy and a missing model must only
-    # cost semantic search, never the server.
-    from kenning.engine.models import load_embedder
-
-    return load_embedder(settings.model, settings.device)
-
-
-class EmbedderHolder:
-    """One embedder for every folder, loaded once on the index thread.
-
-    Queries never wait for the model: until it is loaded they are answered
-    lexically (the response says so), which keeps the first answer fast.
-    """
-
-    def __init__(self, settings: Settings, on_failure: Callable[[str], None]) -> None:
-        self.settings = settings
-        self._on_failure = on_failure
-        self._lock = threading.Lock()
-        self._embedder: Embedder | None = None
-        self.error: str | None = None
-        self.tried = False
-
-    def get_nowait(self) -> Embedder | None:
-        return self._embedder
-
-    def load(self) -> Embedder | None:
-        with self._lock:
-            if self.tried:
-                return self._embedder
-            self.tried = True
-            factory = EMBEDDER_FACTORY or default_embedder
-            try:
-                self._embedder = factory(self.settings)
-                log.info("embedding model %s on %s", self._embedder.model_id, self._embedder.device)
-            except (ModelError, ImportError) as exc:
-                self.error = str(exc) or type(exc).__name__
-                log.warning("no embedding model (%s): search is lexical only", self.error)
-                self._on_failure(
-                    f"kenning: no embedding model ({self.error}); search is lexical only"
-                )
-            except Exception as exc:
-                self.error = f"{type(exc).__name__}: {exc}"
-                log.error("loading the embedding model failed", exc_info=True)
-                self._on_failure(
-                    f"kenning: the embedding model failed to load ({self.error}); "
-                    "search is lexical only"
-                )
-            return self._embedder
-
-
-@dataclass
-class Folder:
-    root: Path
-    ready: Future[Index] = field(default_factory=Future)
-    # Set when the folder leaves the workspace: queued jobs for it do nothing.
-    closed: bool = False
-    # Set while another process runs on this index and work of ours waits for it.
-    waiting: bool = False
-
-    @property
-    def index(self) -> Index | None:
-        if self.ready.done() and not self.ready.cancelled() and self.ready.exception() is None:
-            return self.ready.result()
-        return None
 
 
 class KenningServer(LanguageServer):
@@ -154,14 +64,10 @@ class KenningServer(LanguageServer):
             text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
             protocol_cls=KenningProtocol,
         )
-        self.settings = Settings()
-        self.folders: dict[Path, Folder] = {}
-        self.worker = IndexWorker()
+        self.session = Session(owner="language server")
         self.queries = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kenning-query")
-        self.embedders = EmbedderHolder(self.settings, self.show_warning)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._shown: set[str] = set()
-        self.closing = False
         self.initial_roots: list[Path] = []
         # Refreshes started and not finished (status reports the server busy meanwhile).
         self.refreshing = 0
@@ -170,6 +76,35 @@ class KenningServer(LanguageServer):
         # Filled in by the feature modules when they register.
         self.sync: Any = None
         self.watching: Any = None
+        self.status_feed: Any = None
+        self.session.subscribe(self._on_event)
+
+    # -- the session's state, as the features read it ------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self.session.settings
+
+    @property
+    def folders(self) -> dict[Path, Folder]:
+        return self.session.folders
+
+    @property
+    def worker(self) -> IndexWorker:
+        return self.session.executor
+
+    @property
+    def embedders(self) -> EmbedderHolder:
+        return self.session.embedders
+
+    @property
+    def closing(self) -> bool:
+        return self.session.closing
+
+    def _on_event(self, event: Event) -> None:
+        # Any thread: only hand things to the loop here.
+        if isinstance(event, Notice | ModelFailed):
+            self.show_warning(event.message)
 
     # -- plumbing -------------------------------------------------------------
 
@@ -211,7 +146,7 @@ class KenningServer(LanguageServer):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.queries, fn, *args)
 
-    def on_cancel(self, hook: Callable[[], None]) -> None:
+    def on_cancel(self, hook: Callable[[], object]) -> None:
         """Run ``hook`` if the client cancels the request being handled now."""
         msg_id = self.protocol.msg_id
         if msg_id is not None:
@@ -234,19 +169,8 @@ class KenningServer(LanguageServer):
         return settings
 
     def apply_settings(self, settings: Settings) -> None:
-        old = self.settings
-        self.settings = settings
-        changed = [f for f in INDEX_FIELDS if getattr(old, f) != getattr(settings, f)]
-        if old.index.max_file_bytes != settings.index.max_file_bytes:
-            changed.append("index.maxFileBytes")
-        if not changed:
+        if not self.session.apply_settings(settings):
             return
-        log.info("settings changed (%s): reopening the indexes", ", ".join(changed))
-        if old.model != settings.model or old.device != settings.device:
-            self.embedders = EmbedderHolder(settings, self.show_warning)
-        for root in list(self.folders):
-            self.remove_folder(root)
-            self.add_folder(root)
         if self.sync is not None:
             self.sync.resync_open_documents()
         self.start_refresh("kenning: indexing")
@@ -254,66 +178,14 @@ class KenningServer(LanguageServer):
     # -- folders ----------------------------------------------------------------
 
     def add_folder(self, root: Path) -> Folder | None:
-        root = root.expanduser().resolve()
-        if root in self.folders:
-            return self.folders[root]
-        if not root.is_dir():
-            log.warning("%s: not a folder; not indexed", root)
-            self.show_warning(f"kenning: {root} is not a folder; it is not indexed")
-            return None
-        folder = Folder(root)
-        self.folders[root] = folder
-        folder.ready = self.worker.submit(self._open_index, root)
-        return folder
-
-    def _open_index(self, root: Path) -> Index:
-        try:
-            # A big refresh (the first index, a branch switch) chunks in worker
-            # processes, one core left to the editor: requests stay answered.
-            # At most INDEX_PROCESSES: each is a Python with its own parsers (35 MB).
-            index = Index(
-                root,
-                self.settings,
-                embedder=self.embedders.get_nowait,
-                workers=min(INDEX_PROCESSES, default_threads()),
-                offload=True,
-                owner="language server",
-            )
-        except KenningError as exc:
-            log.warning("%s: %s", root, exc)
-            self.show_warning(f"kenning: {exc}")
-            raise
-        if index.rebuilt:
-            # The engine logged the details; the editor shows one message too.
-            self.show_warning(
-                f"kenning: the index of {root} was damaged; it has been moved aside and rebuilt"
-            )
-        log.info("opened the index of %s at %s", root, index.store.path)
-        return index
+        return self.session.add_folder(root)
 
     def remove_folder(self, root: Path) -> None:
-        folder = self.folders.pop(root.expanduser().resolve(), None)
-        if folder is None:
-            return
-        folder.closed = True
-        self.worker.cancel_matching(f":{folder.root}")
-
-        def close() -> None:
-            index = folder.index
-            if index is not None:
-                index.close()
-                log.info("closed the index of %s", folder.root)
-
-        self.worker.submit(close)
+        self.session.remove_folder(root)
 
     def folder_of(self, path: Path) -> Folder | None:
         """The innermost workspace folder holding ``path``."""
-        best: Folder | None = None
-        for root, folder in self.folders.items():
-            inside = path == root or root in path.parents
-            if inside and (best is None or len(root.parts) > len(best.root.parts)):
-                best = folder
-        return best
+        return self.session.folder_of(path)
 
     async def index_for(self, uri: str) -> tuple[Index, Path]:
         path = uri_to_path(uri)
@@ -352,94 +224,16 @@ class KenningServer(LanguageServer):
 
     # -- index work ---------------------------------------------------------------
 
-    def refresh_job(self, folder: Folder, progress: IndexProgress | None = None) -> LongJob:
-        hold = _RunHold()
-
-        def run(cancel: threading.Event) -> IndexReport:
-            if folder.closed:
-                return IndexReport(cancelled=True)
-            index = folder.ready.result()
-            self.embedders.load()
-            hold.take(index)
-            report = index.refresh(progress=progress, cancel=cancel)
-            if report.indexing_by is not None:
-                self.wait_for_others(folder, report)
-                return report
-            if not report.cancelled:
-                threading.Thread(target=index.warm_search, name="kenning-warm", daemon=True).start()
-            for err in report.errors[:20]:
-                log.warning("skipped %s", err)
-            if not report.cancelled:
-                log.info(
-                    "%s: %d files, %d chunks; %d changed, %d embedded, %d pending (%.2fs)",
-                    folder.root,
-                    report.files,
-                    report.chunks,
-                    report.changed,
-                    report.embedded,
-                    report.pending,
-                    report.took_s,
-                )
-            return report
-
-        return hold.until_done(self.worker.submit_long(f"refresh:{folder.root}", run), run)
-
-    def embed_soon(self, folder: Folder) -> LongJob:
-        hold = _RunHold()
-
-        def run(cancel: threading.Event) -> IndexReport:
-            if folder.closed:
-                return IndexReport(cancelled=True)
-            index = folder.ready.result()
-            self.embedders.load()
-            hold.take(index)
-            report = index.embed_pending(cancel=cancel)
-            if report.indexing_by is not None:
-                self.wait_for_others(folder, report)
-            return report
-
-        return hold.until_done(self.worker.submit_long(f"embed:{folder.root}", run), run)
-
-    def wait_for_others(self, folder: Folder, report: IndexReport) -> None:
-        """Another process was running on ``folder``'s index, so our run did
-        nothing: that process embeds what is pending (ours included), and once
-        it is done a refresh of ours catches up (buffers, what it left)."""
-        if folder.waiting:
-            return
-        folder.waiting = True
-        log.info(
-            "%s: %s is indexing it; this server goes on when it is done",
-            folder.root,
-            describe(report.indexing_by or {}),
-        )
-        self.call_on_loop(self._follow_later, folder)
-
-    def _follow_later(self, folder: Folder) -> None:
-        assert self.loop is not None
-        self.loop.call_later(FOLLOW_S, lambda: asyncio.ensure_future(self._follow(folder)))
-
-    async def _follow(self, folder: Folder) -> None:
-        index = folder.index
-        if folder.closed or self.closing or index is None:
-            folder.waiting = False
-            return
-        try:
-            holder = await self.in_query_thread(index.indexing_by)
-        except Exception:  # shutting down, or the index closed under us
-            folder.waiting = False
-            return
-        if holder is not None:
-            self._follow_later(folder)
-            return
-        folder.waiting = False
-        log.info("%s: the other process is done; catching up", folder.root)
-        self.refresh_job(folder)
+    def _status_changed(self) -> None:
+        if self.status_feed is not None:
+            self.status_feed.poke()
 
     def start_refresh(
         self, title: str, folders: Sequence[Folder] | None = None
     ) -> asyncio.Task[list[IndexReport]]:
         """Bring every folder (or ``folders``) up to date in the background."""
         self.refreshing += 1
+        self._status_changed()
         task = asyncio.ensure_future(self._refresh(title, folders))
         task.add_done_callback(_log_failure)
         return task
@@ -451,6 +245,7 @@ class KenningServer(LanguageServer):
             return await self.refresh_all(title, folders)
         finally:
             self.refreshing -= 1
+            self._status_changed()
 
     async def refresh_all(
         self, title: str, folders: Sequence[Folder] | None = None
@@ -461,10 +256,15 @@ class KenningServer(LanguageServer):
             return []
         progress = IndexProgress(self, title)
         await progress.begin(f"{len(folders)} folder(s)")
-        jobs = [self.refresh_job(f, progress) for f in folders]
+        jobs = [self.session.refresh_job(f, progress) for f in folders]
+
         # Cancelling the progress bar stops the indexing; cancelling a request
         # only gives up this request's share of jobs others may wait on too.
-        progress.on_cancel(lambda: [j.cancel_by_user() for j in jobs])
+        def cancel_all() -> None:
+            for job in jobs:
+                job.cancel_by_user()
+
+        progress.on_cancel(cancel_all)
         reports: list[IndexReport] = []
         try:
             results = await asyncio.gather(
@@ -507,228 +307,14 @@ class KenningServer(LanguageServer):
 
     def stop_work(self) -> None:
         """Stop watching and indexing and close the indexes; called on shutdown."""
-        if self.closing:
+        if self.session.closing:
             return
-        self.closing = True
         if self.watching is not None:
             self.watching.stop()
-        folders = list(self.folders.values())
-        self.folders.clear()
-
-        def close_all() -> None:
-            for folder in folders:
-                index = folder.index
-                if index is not None:
-                    try:
-                        index.close()
-                    except Exception:
-                        log.warning("closing %s failed", folder.root, exc_info=True)
-
-        closed = self.worker.submit(close_all)
-        self.worker.close(wait=True)
-        if not closed.done():
-            close_all()
+        self.session.close()
         self.queries.shutdown(wait=False, cancel_futures=True)
-
-
-class _RunHold:
-    """Keeps a folder's run lock from a long job's first slice to its end.
-
-    Edits interrupt a long job and it resumes after them; without this, each
-    interruption would let another process's run slip in between the slices.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._index: Index | None = None
-        self._done = False
-
-    def take(self, index: Index) -> None:
-        with self._lock:
-            if self._index is None and not self._done and index.run_lock.acquire():
-                self._index = index
-
-    def until_done(self, job: LongJob, fn: Any) -> LongJob:
-        # A queued job with the same key may have been handed back instead: its
-        # own hold is the one that counts.
-        if job.fn is fn:
-            job.future.add_done_callback(lambda _f: self.drop())
-        return job
-
-    def drop(self) -> None:
-        with self._lock:
-            self._done = True
-            if self._index is not None:
-                self._index.run_lock.release()
-                self._index = None
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background indexing failed", exc_info=task.exception())
-
-
-def create_server() -> KenningServer:
-    from kenning.lsp.features import lifecycle
-
-    server = KenningServer()
-    lifecycle.register(server)
-    return server
-
-
-# -- logging ------------------------------------------------------------------------
-
-
-class LspLogHandler(logging.Handler):
-    """Sends log records to the client as ``window/logMessage``.
-
-    ``server`` is the current session's: over TCP each client gets its own.
-    """
-
-    LEVELS = {
-        logging.ERROR: lsp.MessageType.Error,
-        logging.WARNING: lsp.MessageType.Warning,
-        logging.INFO: lsp.MessageType.Info,
-    }
-
-    def __init__(self, server: KenningServer | None = None) -> None:
-        super().__init__(logging.INFO)
-        self.server = server
-        self._busy = threading.local()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        server = self.server
-        if server is None or getattr(self._busy, "on", False):
-            return
-        self._busy.on = True
-        try:
-            kind = next(
-                (
-                    t
-                    for lvl, t in sorted(self.LEVELS.items(), reverse=True)
-                    if record.levelno >= lvl
-                ),
-                lsp.MessageType.Log,
-            )
-            message = self.format(record)
-            server.call_on_loop(self._send, server, kind, message)
-        finally:
-            self._busy.on = False
-
-    def _send(self, server: KenningServer, kind: lsp.MessageType, message: str) -> None:
-        if server.protocol.writer is None:
-            return
-        with contextlib.suppress(Exception):
-            server.window_log_message(lsp.LogMessageParams(type=kind, message=message))
-
-
-class _DropUserErrors(logging.Filter):
-    """pygls logs every error response with a traceback; an answered error needs none.
-
-    A JSON-RPC error is the answer itself (a user error, bad arguments, an
-    unknown command); a handler's own bug reaches here as the exception it
-    raised, or was logged with its traceback by :mod:`kenning.lsp.guard`.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, JsonRpcException)
-
-
-def log_file() -> Path:
-    return kenning_home() / "logs" / "lsp.log"
-
-
-def setup_logging(
-    verbose: bool = False, server: KenningServer | None = None
-) -> tuple[Path | None, LspLogHandler]:
-    """Log to stderr (warnings), the log file and the client (``client.server``)."""
-    fmt = logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger()
-    root.handlers[:] = []
-    root.setLevel(logging.WARNING)
-    stderr = logging.StreamHandler()
-    stderr.setLevel(logging.WARNING)
-    stderr.setFormatter(logging.Formatter("kenning: %(message)s"))
-    stderr.addFilter(_DropUserErrors())
-    # First, so that a repair of the log file's own place is reported.
-    root.addHandler(stderr)
-    path: Path | None = log_file()
-    try:
-        assert path is not None
-        owned_dir(path.parent)
-        problem = slot_problem(path)
-        if problem is not None:
-            repair(path, f"{path}: the log file is damaged ({problem})")
-        file = logging.handlers.RotatingFileHandler(
-            path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
-        )
-        file.setFormatter(fmt)
-        file.setLevel(logging.DEBUG if verbose else logging.INFO)
-        file.addFilter(_DropUserErrors())
-        root.addHandler(file)
-    except (OSError, KenningError) as exc:
-        path = None
-        root.warning("cannot write the log file: %s", exc)
-    client = LspLogHandler(server)
-    client.setFormatter(logging.Formatter("%(message)s"))
-    kenning = logging.getLogger("kenning")
-    kenning.setLevel(logging.DEBUG if verbose else logging.INFO)
-    kenning.addHandler(client)
-    return path, client
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kenning lsp")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tcp", action="store_true", help="serve on a TCP socket instead of stdio")
-    p.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logs in the log file")
-
-
-def usable_home() -> tuple[Path | None, str | None]:
-    """Make sure KENNING_HOME can be used, or point it at a folder for this session.
-
-    An editor cannot fix its server's environment as a shell user can, and a
-    server without a home could not index at all: so it indexes into a
-    temporary folder, removed when it exits, and says so. Returns that
-    folder (None when the home is fine) and the message to show.
-    """
-    try:
-        check_home()
-    except HomeError as exc:
-        temp = Path(tempfile.mkdtemp(prefix="kenning-home-"))
-        os.environ["KENNING_HOME"] = str(temp)
-        return temp, (
-            f"kenning: {exc}. Until then this session keeps its indexes in {temp}, "
-            "removed when it ends."
-        )
-    return None, None
-
-
-def run(args: argparse.Namespace) -> int:
-    temp_home, note = usable_home()
-    path, client_log = setup_logging(getattr(args, "verbose", False))
-    log.info("kenning %s language server (pid %d), log file %s", __version__, os.getpid(), path)
-    if note is not None:
-        log.warning("%s", note)
-
-    def new_server() -> KenningServer:
-        server = create_server()
-        client_log.server = server
-        if note is not None:
-            server.notes.append(note)
-        return server
-
-    try:
-        if args.tcp:
-            return serve_tcp(new_server, args.host, args.port)
-        return serve_stdio(new_server())
-    finally:
-        if temp_home is not None:
-            shutil.rmtree(temp_home, ignore_errors=True)

@@ -210,12 +210,14 @@ class Framer:
             if len(self._buf) > MAX_HEADER_BYTES:
                 raise FramingLost(f"no end to a header after {len(self._buf)} bytes")
             if not await self._fill(waiting=True):
-                return self._gone_mid_message("header")
+                self._gone_mid_message("header")
+                return None
         length = self._content_length(bytes(self._buf[:end]))
         del self._buf[: end + 4]
         while len(self._buf) < length:
             if not await self._fill(waiting=True, need=length):
-                return self._gone_mid_message(f"{len(self._buf)} of {length} bytes of a body")
+                self._gone_mid_message(f"{len(self._buf)} of {length} bytes of a body")
+                return None
         body = bytes(self._buf[:length])
         del self._buf[:length]
         return body
@@ -247,7 +249,6 @@ class Framer:
 
     def _gone_mid_message(self, what: str) -> None:
         log.info("the client closed the connection part way through a message (%s)", what)
-        return None
 
     @staticmethod
     def _check_header_lines(buf: bytearray) -> None:
@@ -381,7 +382,7 @@ class KenningProtocol(LanguageServerProtocol):
         yield from super().lsp_work_done_progress_cancel(params)
 
     @lsp_method(lsp.EXIT)
-    def lsp_exit(self, *args: Any) -> None:
+    def lsp_exit(self, *args: Any) -> None:  # type: ignore[override]  # pygls's exits the process
         self.exit_code = 0 if self._shutdown else EXIT_ERROR
 
     # -- receiving --------------------------------------------------------------------
@@ -422,7 +423,7 @@ class KenningProtocol(LanguageServerProtocol):
             if is_request:
                 self._reply_error(None, INVALID_REQUEST, "Invalid Request: bad id")
             return
-        if "method" in data and not self._admit(method, msg_id if is_request else None):
+        if isinstance(method, str) and not self._admit(method, msg_id if is_request else None):
             return
         expected = self.get_message_type(method) if "method" in data else None
         if expected is not None and is_request != ("id" in attr_names(expected)):
@@ -443,7 +444,11 @@ class KenningProtocol(LanguageServerProtocol):
             else:
                 log.warning("a response that does not fit its request: %s", detail)
                 # Whoever awaits the answer gets an error rather than waiting for ever.
-                pending = self._request_futures.pop(msg_id, None) if id_ok else None
+                pending = (
+                    self._request_futures.pop(msg_id, None)
+                    if msg_id is not None and id_ok
+                    else None
+                )
                 if pending is not None and not pending.done():
                     pending.set_exception(JsonRpcInvalidParams(f"a malformed response: {detail}"))
             return
@@ -493,7 +498,10 @@ class KenningProtocol(LanguageServerProtocol):
             return self._converter.structure(data, cls)
         if "error" in data:
             return self._converter.structure(data, lsp.ResponseErrorMessage)
-        cls = self._result_types.pop(data.get("id"), None) or JsonRPCResponseMessage
+        answered = data.get("id")
+        cls = (
+            self._result_types.pop(answered, None) if answered is not None else None
+        ) or JsonRPCResponseMessage
         return self._converter.structure(data, cls)
 
     def _reply_error(self, msg_id: Any, code: int, message: str) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import logging.handlers
 import os
@@ -52,7 +53,7 @@ from kenning.mcp import tools
 log = logging.getLogger("kenning.mcp")
 
 # Test hook: ``EMBEDDER_FACTORY(settings)`` returns the embedder to use. None
-# means the real model via ``kenning.engine.models.load_embedder``.
+# means the real model via ``kenning.engine.embedder.load_embedder``.
 EMBEDDER_FACTORY: Callable[[Settings], Embedder] | None = None
 
 # The first call on a new workspace waits this long for the files to be read
@@ -112,10 +113,8 @@ class KenningMcp:
     def _load_embedder(self) -> Embedder:
         if EMBEDDER_FACTORY is not None:
             return EMBEDDER_FACTORY(self.settings)
-        try:
-            from kenning.engine.embedder import load_embedder  # type: ignore[attr-defined]
-        except ImportError:  # before the loader moved out of models.py
-            from kenning.engine.models import load_embedder
+        # Imported here: the model loader is heavy and only needed once.
+        from kenning.engine.embedder import load_embedder
 
         return load_embedder(self.settings.model, self.settings.device)
 
@@ -386,6 +385,8 @@ class KenningMcp:
                 self._model()
                 results = [ix.similar_code(code, args["k"]) for ix in self.live.indexes.values()]
                 return self._hits(merge_results(results, args["k"], results[0].query), args)
+            # Checked above: without code, path and line are both given.
+            assert path is not None and line is not None
             index, rel = self._location(path, line)
             self._model()
             return self._hits(index.similar(rel, line, args["k"]), args)
@@ -444,7 +445,7 @@ class KenningMcp:
         found: list[tuple[str, dict[str, Any]]] = []
         compared = 0
         for index in list(self.live.indexes.values()):
-            report = await self._on_index_thread(lambda index=index: index.patterns(None, 2, limit))
+            report = await self._on_index_thread(functools.partial(index.patterns, None, 2, limit))
             compared += report.chunks_compared
             found.extend((str(index.root), c) for c in report.clusters)
         found.sort(key=lambda rc: -rc[1]["size"])

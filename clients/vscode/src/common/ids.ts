@@ -25,5 +25,8 @@ export const SERVER_COMMANDS = {
   status: "kenning.status",
 } as const;
 
+/** The server's notification of its `kenning.status` payload, sent when it changes. */
+export const STATUS_NOTIFICATION = "kenning/status";
+
 /** The configuration section, and the client id that makes `kenning.trace.server` work. */
 export const SECTION = "kenning";

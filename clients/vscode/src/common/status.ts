@@ -1,5 +1,5 @@
-/** The index state shown in the status bar, from `$/progress` and `kenning.status`. */
-import type { StatusAnswer } from "./protocol";
+/** The index state shown in the status bar, from `$/progress` and `kenning/status`. */
+import { checkStatusAnswer, type StatusAnswer } from "./protocol";
 
 export type IndexState =
   | { kind: "starting" }
@@ -63,13 +63,34 @@ export function stateFromStatus(answer: StatusAnswer, fromProgress?: IndexState)
   return warning === undefined ? ready : { ...ready, warning };
 }
 
+/**
+ * The state after a `kenning/status` notification (the same payload as the
+ * `kenning.status` answer, pushed by the server when it changes). A malformed
+ * payload leaves the state as it was and is reported through `onError`.
+ */
+export function stateFromNotification(
+  params: unknown,
+  previous: IndexState,
+  progressOpen: boolean,
+  onError: (error: unknown) => void,
+): IndexState {
+  let answer: StatusAnswer;
+  try {
+    answer = checkStatusAnswer(params);
+  } catch (error) {
+    onError(error);
+    return previous;
+  }
+  return stateFromStatus(answer, progressOpen ? previous : undefined);
+}
+
 /** Folds one `$/progress` value into the state (WorkDoneProgressBegin/Report/End). */
 export function stateFromProgress(
   value: { kind: string; percentage?: number; message?: string; title?: string },
   previous: IndexState,
 ): IndexState {
   if (value.kind === "end") {
-    // The chunk count comes from the next kenning.status; keep the old one meanwhile.
+    // The chunk count comes with the next kenning/status; keep the old one meanwhile.
     return previous.kind === "ready" ? previous : { kind: "indexing", percentage: 100 };
   }
   const last = previous.kind === "indexing" ? previous : undefined;

@@ -22,7 +22,7 @@ import { checkSearchAnswer, KenningServer, targetFromArgs, type StatusAnswer } f
 import { parseQuery, toSearchArgs } from "../../src/common/query";
 import { toServerSettings } from "../../src/common/settings";
 import { singleTextEdit } from "../../src/common/snippet";
-import { stateFromProgress, stateFromStatus, type IndexState } from "../../src/common/status";
+import { stateFromNotification, stateFromProgress, stateFromStatus, type IndexState } from "../../src/common/status";
 
 // Compiled to out/test/e2e: the extension folder is three levels up.
 const EXTENSION = path.join(__dirname, "..", "..", "..");
@@ -85,6 +85,8 @@ let configurationPulls = 0;
 const appliedEdits: unknown[] = [];
 const createdTokens: (string | number)[] = [];
 const logMessages: string[] = [];
+// Every kenning/status notification, as sent.
+const statusNotes: unknown[] = [];
 const settings = defaultSettings();
 const workspaceUri = pathToFileURL(WORKSPACE).toString();
 
@@ -112,6 +114,7 @@ before(async () => {
     createdTokens.push(params.token);
     return null;
   });
+  connection.onNotification("kenning/status", (params: unknown) => statusNotes.push(params));
   connection.onRequest("workspace/configuration", (params: { items: { section?: string }[] }) => {
     configurationPulls++;
     return params.items.map((item) => (item.section === "kenning" ? settings : null));
@@ -233,6 +236,16 @@ test("the index builds with progress and kenning.status reports it as the extens
   assert.equal(status.folders.length, 1);
   assert.equal(status.folders[0].error, undefined);
   assert.equal(path.resolve(status.folders[0].root), path.resolve(WORKSPACE));
+  // The server said so itself: the extension's fold of its kenning/status
+  // notifications ends where the answer is, with no request of the client's.
+  const told = await eventually("a kenning/status notification of the finished index", () => {
+    let folded: IndexState = { kind: "starting" };
+    for (const note of statusNotes) {
+      folded = stateFromNotification(note, folded, false, (e) => assert.fail(String(e)));
+    }
+    return Promise.resolve(folded.kind === "ready" && folded.chunks === status.chunks ? folded : undefined);
+  });
+  assert.equal(told.files, status.files);
   // The extension leaves file watching to the server's dynamic registration.
   assert.equal(status.metrics?.watching, "client", "the server asked the client to watch files");
   assert.ok(

@@ -1,9 +1,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { checkStatusAnswer } from "../../src/common/protocol";
-import { stateFromProgress, stateFromStatus, statusRows, statusView } from "../../src/common/status";
+import {
+  stateFromNotification,
+  stateFromProgress,
+  stateFromStatus,
+  statusRows,
+  statusView,
+} from "../../src/common/status";
 
-/** A `kenning.status` answer as the server sends it (server/kenning/lsp/features/commands.py). */
+/** A `kenning.status` answer as the server sends it (server/kenning/lsp/features/status.py). */
 function wire(over: Record<string, unknown> = {}, metrics: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     files: 120,
@@ -131,4 +137,19 @@ test("the status report says why there is no model and which job runs", () => {
   assert.equal(rows.get("Folder /x"), "/x: not readable");
   assert.equal(rows.get("query_ms_p95"), "none");
   assert.equal(rows.get("indexing"), undefined, "the job is shown once");
+});
+
+test("a kenning/status notification sets the state; a bad one is reported and changes nothing", () => {
+  const errors: unknown[] = [];
+  const onError = (e: unknown): void => void errors.push(e);
+  const indexing = stateFromNotification(wire({ pending: 300, embedded: 2000 }, { indexing: "embed:/w" }), { kind: "starting" }, false, onError);
+  assert.deepEqual(indexing, { kind: "indexing", percentage: 86, message: "300 chunks to embed" });
+  // While a $/progress bar is open its percentage wins over the status's.
+  const fromBar = { kind: "indexing" as const, percentage: 42, message: "reading 4/10 files" };
+  assert.deepEqual(stateFromNotification(wire({}, { indexing: "refresh:/w" }), fromBar, true, onError), fromBar);
+  const ready = stateFromNotification(wire(), indexing, false, onError);
+  assert.deepEqual(ready, { kind: "ready", files: 120, chunks: 2300 });
+  assert.deepEqual(errors, []);
+  assert.equal(stateFromNotification({ files: "many" }, ready, false, onError), ready);
+  assert.equal(errors.length, 1);
 });

@@ -41,6 +41,7 @@ FEATURES: list[Feature] = [
     Feature("sync"),
     Feature("watch"),
     Feature("commands"),
+    Feature("status"),
     Feature("templates"),
     # Always registered: the setting is followed live, so hints can be turned on
     # without a restart (off, the module only watches the setting).

@@ -1,4 +1,4 @@
-"""``workspace/executeCommand``: kenning.search, kenning.similar, kenning.reindex, kenning.status.
+"""``workspace/executeCommand``: kenning.search, kenning.similar, kenning.reindex.
 
 Each command takes one JSON object (see CONTRACT.md) and checks it itself, so
 a wrong shape gets a one-line error naming the field instead of a converter
@@ -14,7 +14,6 @@ import time
 import weakref
 from typing import Any
 
-from kenning.engine.embedder import precision_of
 from kenning.engine.search import SearchResult, merge_results
 from kenning.errors import KenningError
 from kenning.lsp import convert, guard
@@ -55,7 +54,7 @@ async def search(
                 raise answer
         else:
             results.append(answer)
-    remotes = _remotes(ls) if remote else []
+    remotes = remotes_of(ls) if remote else []
     if remotes:
         from kenning.engine.searchable import LocalSearchable, fan_out, overlay
 
@@ -83,7 +82,7 @@ async def search(
 _REMOTES: weakref.WeakKeyDictionary[Any, tuple[str, list[Any]]] = weakref.WeakKeyDictionary()
 
 
-def _remotes(ls: KenningServer) -> list[Any]:
+def remotes_of(ls: KenningServer) -> list[Any]:
     remote = ls.settings.remote
     if not remote.endpoints:
         return []
@@ -174,49 +173,3 @@ def register(server: KenningServer) -> None:
             # Another process was indexing (this server goes on when it is done).
             "indexing_by": next((r.indexing_by for r in reports if r.indexing_by), None),
         }
-
-    @server.command("kenning.status")
-    @guard.request("kenning.status")
-    async def cmd_status(ls: KenningServer, *args: Any) -> dict[str, Any]:
-        convert.one_object("kenning.status", args)
-        return await status(ls)
-
-
-async def status(ls: KenningServer) -> dict[str, Any]:
-    folders: list[dict[str, Any]] = []
-    for folder in list(ls.folders.values()):
-        try:
-            index = await ls.wait_ready(folder)
-            folders.append(await ls.in_query_thread(index.status))
-        except KenningError as exc:
-            folders.append({"root": str(folder.root), "error": str(exc)})
-    ok = [f for f in folders if "error" not in f]
-    busy = next((f for f in ok if f.get("indexing_by")), None)
-    embedder = ls.embedders.get_nowait()
-    # Until the model has loaded, what the first folder's index was embedded
-    # with (or would be).
-    first = ok[0] if ok else {}
-    lat = [f["metrics"]["query_ms_p95"] for f in ok if f["metrics"].get("query_ms_p95")]
-    return {
-        "files": sum(f["files"] for f in ok),
-        "chunks": sum(f["chunks"] for f in ok),
-        "embedded": sum(f["embedded"] for f in ok),
-        "pending": sum(f["pending"] for f in ok),
-        "skipped": sum(f["skipped"] for f in ok),
-        "model": embedder.model_id if embedder else first.get("model"),
-        "device": embedder.device if embedder else first.get("device"),
-        "precision": precision_of(embedder) if embedder else first.get("precision"),
-        "model_error": ls.embedders.error,
-        # Another process running on a folder's index: {"pid", "command", "since", "root"}.
-        "indexing_by": dict(busy["indexing_by"], root=busy["root"]) if busy else None,
-        "metrics": {
-            "index_bytes": sum(f["metrics"]["index_bytes"] for f in ok),
-            "queries": sum(f["metrics"]["queries"] for f in ok),
-            "query_ms_p95": max(lat) if lat else None,
-            "indexing": ls.worker.running() or ("starting" if ls.refreshing else None),
-            "queued": ls.worker.queued(),
-            "watching": ls.watching.mode if ls.watching is not None else "none",
-        },
-        "folders": folders,
-        "remotes": [{"url": r.url, "repo": r.repo, **r.state.to_json()} for r in _remotes(ls)],
-    }

@@ -44,8 +44,8 @@ def _roots(params: lsp.InitializeParams) -> list[Path]:
 
 def initialize(ls: KenningServer, params: lsp.InitializeParams) -> None:
     ls.loop = asyncio.get_running_loop()
-    ls.settings = ls.read_settings(params.initialization_options)
-    ls.embedders.settings = ls.settings
+    # No folder is open yet: this only sets what they will be opened with.
+    ls.session.apply_settings(ls.read_settings(params.initialization_options))
     ls.initial_roots = _roots(params)
     client = params.client_info.name if params.client_info else "an unnamed client"
     log.info("initialize from %s; folders: %s", client, [str(r) for r in ls.initial_roots])

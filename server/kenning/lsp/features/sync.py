@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from concurrent.futures import Future
 from pathlib import Path
@@ -26,16 +27,14 @@ from typing import Any
 from lsprotocol import types as lsp
 
 from kenning.config import kenning_home
-from kenning.errors import KenningError, LocationError
+from kenning.engine.session import Folder
+from kenning.errors import KenningError
 from kenning.lsp import guard
 from kenning.lsp.convert import uri_to_path
-from kenning.lsp.server import Folder, KenningServer
+from kenning.lsp.server import KenningServer
 
 log = logging.getLogger(__name__)
 
-IGNORE_FILES = {".gitignore", ".kenningignore", ".ignore"}
-# More changed paths than this in one batch (a checkout): one full refresh is cheaper.
-MAX_PATHS = 500
 FILES_DEBOUNCE_S = 0.2
 
 
@@ -45,7 +44,6 @@ class DocumentSync:
         self.generation: dict[str, int] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.pending: dict[str, Future[Any]] = {}
-        self.skipped: set[str] = set()
         self._next = 0
         self._paths: set[Path] = set()
         self._paths_timer: asyncio.TimerHandle | None = None
@@ -94,21 +92,18 @@ class DocumentSync:
         if timer is not None:
             timer.cancel()
         gen = self._bump(uri)
-        self.skipped.discard(uri)
         target = self._target(uri)
         if target is None:
             return
         folder, path = target
 
-        def drop() -> bool:
-            if folder.closed or self.generation.get(uri) != gen:
+        def current() -> bool:
+            if self.generation.get(uri) != gen:
                 return False
             self.generation.pop(uri, None)
-            index = folder.ready.result()
-            index.drop_buffer(path)
             return True
 
-        self._track(uri, folder, self.server.worker.submit(drop))
+        self._track(uri, self.server.session.drop_buffer(folder, path, current))
 
     def _flush(self, uri: str) -> None:
         self.timers.pop(uri, None)
@@ -118,40 +113,20 @@ class DocumentSync:
             return
         folder, path = target
         gen = self.generation.get(uri, 0)
-        text = doc.source
-        self._track(
-            uri, folder, self.server.worker.submit(self._apply, uri, folder, path, text, gen)
-        )
 
-    def _apply(self, uri: str, folder: Folder, path: Path, text: str, gen: int) -> bool:
-        """On the index thread: index the buffer unless a newer edit superseded it."""
-        if folder.closed or self.generation.get(uri) != gen:
-            return False
-        index = folder.ready.result()
-        limit = self.server.settings.index.max_file_bytes
-        ok = len(text) <= limit and index.set_buffer(path, text)
-        if not ok:
-            if len(text) > limit:
-                index.drop_buffer(path, reload=False)
-            if uri not in self.skipped:
-                self.skipped.add(uri)
-                log.info(
-                    "%s: not indexed (ignored or excluded, binary, or over %d bytes)",
-                    index.rel(path),
-                    limit,
-                )
-        else:
-            self.skipped.discard(uri)
-        return ok
+        def current() -> bool:
+            # On the index thread: a newer edit supersedes this text.
+            return self.generation.get(uri) == gen
 
-    def _track(self, uri: str, folder: Folder, future: Future[Any]) -> None:
+        # Straight to the executor (its submit is thread-safe); it embeds after.
+        self._track(uri, self.server.session.set_buffer(folder, path, doc.source, current))
+
+    def _track(self, uri: str, future: Future[Any]) -> None:
         self.pending[uri] = future
 
         def done(f: Future[Any]) -> None:
             if self.pending.get(uri) is f:
                 self.pending.pop(uri, None)
-            if not f.cancelled() and f.exception() is None and f.result():
-                self.server.call_on_loop(self.server.embed_soon, folder)
 
         future.add_done_callback(done)
 
@@ -193,52 +168,17 @@ class DocumentSync:
                 by_folder.setdefault(folder.root, []).append(p)
         for root, group in by_folder.items():
             folder = self.server.folders[root]
-            fut = self.server.worker.submit(self._apply_paths, folder, group)
-            fut.add_done_callback(
-                lambda f, folder=folder: self.server.call_on_loop(self._paths_done, folder, f)
-            )
+            fut = self.server.session.files_changed(folder, group)
+            fut.add_done_callback(functools.partial(self._paths_done_soon, folder))
 
-    def _apply_paths(self, folder: Folder, paths: list[Path]) -> str:
-        """On the index thread: re-read ``paths``; "full" when only a refresh will do."""
-        if folder.closed:
-            return "none"
-        index = folder.ready.result()
-        if len(paths) > MAX_PATHS:
-            return "full"
-        rels: list[str] = []
-        known: dict[str, Any] | None = None
-        for p in paths:
-            if p.name in IGNORE_FILES or p.is_dir():
-                return "full"
-            try:
-                rel = index.rel(p)
-            except LocationError:
-                continue
-            if not p.exists() and index.store.file(rel) is None:
-                # Not a file we know: maybe a folder that was removed.
-                known = known if known is not None else index.store.files()
-                if any(k.startswith(rel + "/") for k in known):
-                    return "full"
-                continue
-            rels.append(rel)
-        if rels:
-            report = index.refresh_paths(rels)
-            log.info(
-                "%s: %d changed file(s) re-read, %d removed",
-                folder.root,
-                report.changed,
-                report.deleted,
-            )
-        return "paths" if rels else "none"
+    def _paths_done_soon(self, folder: Folder, future: Future[Any]) -> None:
+        self.server.call_on_loop(self._paths_done, folder, future)
 
     def _paths_done(self, folder: Folder, future: Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None or folder.closed:
             return
-        outcome = future.result()
-        if outcome == "full":
+        if future.result() == "full":
             self.server.start_refresh("kenning: updating", [folder])
-        elif outcome == "paths":
-            self.server.embed_soon(folder)
 
 
 def register(server: KenningServer) -> None:

@@ -6,20 +6,21 @@ code actions (offered by :mod:`kenning.lsp.features.actions` through
 Each workspace folder has its own library (``Index.templates``: built-in, user
 and ``.kenning/templates`` files; an edit on disk is picked up by the library's
 own stat check). Embedding the templates takes the model a few seconds, so it
-is done in the background as soon as a folder's index is open and the model
-has loaded, never on the path of the first request that needs it.
+is done in the background as soon as the session says a folder's index is
+open and the model has loaded (or failed to), never on the path of the first
+request that needs it.
 
 Insertion follows what editors do with snippets: the text goes in at the
 position, and every line after the first gets the indentation of the line at
 the position. A blank line, or a ``kenning:`` request comment, is replaced
 whole. Clients that advertise ``workspace.workspaceEdit.snippetEditSupport``
 (LSP 3.18) get a ``SnippetTextEdit`` with the placeholders intact; others get
-the plain text (:func:`~kenning.engine.templates.snippet_to_text`).
+the plain text (:func:`~kenning.engine.snippets.snippet_to_text`).
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import time
 from pathlib import Path
@@ -28,12 +29,9 @@ from typing import Any
 from lsprotocol import types as lsp
 
 from kenning.engine.languages import detect_language
-from kenning.engine.templates import (
-    TemplateLibrary,
-    comment_request,
-    normalize_language,
-    snippet_to_text,
-)
+from kenning.engine.session import Event, FolderOpened, ModelFailed, ModelReady
+from kenning.engine.snippets import snippet_to_text
+from kenning.engine.templates import TemplateLibrary, comment_request, normalize_language
 from kenning.engine.workspace import Index
 from kenning.errors import KenningError, LocationError, UsageError
 from kenning.lsp import convert, guard
@@ -48,8 +46,6 @@ ACTION_K = 3
 # written from a template scores 0.5-0.8 against it (a GenServer's handle_call
 # alone 0.52, the whole module 0.77), unrelated code 0.1-0.43.
 ACTION_FLOOR = 0.45
-# How often folders are checked for a newly opened index whose templates need embedding.
-FOLLOW_S = 1.0
 COMPLETION_TRIGGERS = [":", " "]
 
 
@@ -62,29 +58,18 @@ class Templates:
         self._warm: set[int] = set()
         self._warming: set[int] = set()
         self._loose: TemplateLibrary | None = None
-        self._task: asyncio.Task[None] | None = None
 
     # -- warming ------------------------------------------------------------------
 
-    def start(self) -> None:
-        try:
-            self._task = asyncio.get_running_loop().create_task(self._follow())
-        except RuntimeError:
-            log.info("no event loop yet: templates are embedded on first use")
-
-    async def _follow(self) -> None:
-        while not self.server.closing:
-            try:
-                self._warm_ready_folders()
-            except Exception:
-                log.error("warming the templates failed", exc_info=True)
-            await asyncio.sleep(FOLLOW_S)
+    def on_event(self, event: Event) -> None:
+        # Any thread; the warming starts from the event loop.
+        if isinstance(event, FolderOpened | ModelReady | ModelFailed):
+            self.server.call_on_loop(self._warm_ready_folders)
 
     def _warm_ready_folders(self) -> None:
         # Until the model has loaded (or failed to), warming would only load
         # keywords and the first match would pay for the embedding after all.
-        holder = self.server.embedders
-        if holder.get_nowait() is None and holder.error is None:
+        if not self.server.embedders.decided or self.server.closing:
             return
         for folder in list(self.server.folders.values()):
             index = folder.index
@@ -95,9 +80,7 @@ class Templates:
                 continue
             self._warming.add(key)
             future = self.server.queries.submit(self._warm_one, index)
-            future.add_done_callback(
-                lambda f, key=key: self.server.call_on_loop(self._warmed, key, f)
-            )
+            future.add_done_callback(functools.partial(self._warmed_soon, key))
 
     def _warm_one(self, index: Index) -> None:
         started = time.perf_counter()
@@ -112,6 +95,9 @@ class Templates:
             time.perf_counter() - started,
             "by meaning and keywords" if library.embedder is not None else "keywords only",
         )
+
+    def _warmed_soon(self, key: int, future: Any) -> None:
+        self.server.call_on_loop(self._warmed, key, future)
 
     def _warmed(self, key: int, future: Any) -> None:
         self._warming.discard(key)
@@ -446,7 +432,7 @@ def service(ls: KenningServer) -> Templates:
 def register(server: KenningServer) -> None:
     templates = Templates(server)
     server.templates = templates  # type: ignore[attr-defined]
-    templates.start()
+    server.session.subscribe(templates.on_event)
 
     @server.command("kenning.matchTemplates")
     @guard.request("kenning.matchTemplates")

@@ -1,8 +1,9 @@
 """The one thread that writes to the indexes: refreshes, editor buffers, embedding.
 
-pygls reads stdin on its own handler pool, so long index work there would
-starve the reader; the event loop must stay free for requests. Every write
-therefore runs here, one job at a time (the engine serialises writes anyway).
+A live session (:mod:`kenning.engine.session`) answers requests while it
+indexes: a door's request thread (the language server's event loop) must stay
+free, so every write runs here, one job at a time (the engine serialises
+writes anyway).
 
 Two kinds of job:
 
@@ -62,7 +63,15 @@ class LongJob:
 
 
 class IndexWorker:
-    def __init__(self, min_slice_s: float = 1.0, name: str = "kenning-index") -> None:
+    def __init__(
+        self,
+        min_slice_s: float = 1.0,
+        name: str = "kenning-index",
+        on_change: Callable[[str | None, list[str]], None] | None = None,
+    ) -> None:
+        """``on_change(running, queued)`` is called (on the calling or the worker
+        thread) when a long job is queued, starts or ends: status follows it."""
+        self._on_change = on_change
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._lock = threading.Lock()
         self._queued: dict[str, LongJob] = {}
@@ -95,6 +104,7 @@ class IndexWorker:
                 return job
             self._queued[key] = job
             self._pool.submit(self._run_long, job)
+        self._changed()
         return job
 
     def cancel_matching(self, suffix: str) -> None:
@@ -169,6 +179,7 @@ class IndexWorker:
             job.started_at = time.monotonic()
             job.runs += 1
             self._running = job
+        self._changed()
         try:
             result = job.fn(job.cancel)
         except Exception as exc:
@@ -199,6 +210,15 @@ class IndexWorker:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(self.running(), self.queued())
+        except Exception:
+            log.error("the index worker's change callback failed", exc_info=True)
 
 
 def _failed(exc: Exception) -> Future[Any]:

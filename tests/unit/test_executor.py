@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from kenning.lsp.worker import IndexWorker
+from kenning.engine.executor import IndexWorker
 
 
 @dataclass
