@@ -4,6 +4,7 @@ ahead of index work, near-duplicates on demand."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -78,6 +79,12 @@ def test_words_first_then_vectors_then_changes_on_disk(session: Session, tmp_pat
     session.paths_changed([root / "src/a.py"])
     assert session.settle(10)
     assert "alpha_function" not in symbols(index, "alpha_function")
+    # A folder removed: the list of paths cannot say which files went; the
+    # folder is read again.
+    shutil.rmtree(root / "src")
+    session.paths_changed([root / "src"])
+    assert session.settle(10)
+    assert symbols(index, "beta_function gamma_zeppelin") == []
 
 
 def test_requests_run_on_the_index_thread_and_a_failed_one_is_not_fatal(

@@ -615,9 +615,10 @@ class Session:
         future.add_done_callback(done)
         return future
 
-    def files_changed(self, folder: Folder, paths: list[Path]) -> Future[str]:
+    def files_changed(self, folder: Folder, paths: list[Path], urgent: bool = False) -> Future[str]:
         """Files changed on disk: re-read them ("paths"), or refresh the whole
-        folder when the list cannot describe the change ("full"); then embed."""
+        folder when the list cannot describe the change ("full"); then embed.
+        ``urgent``: ahead of the long job running, without its minimum slice."""
 
         def apply() -> str:
             if folder.closed:
@@ -651,7 +652,7 @@ class Session:
                 )
             return "paths" if rels else "none"
 
-        future = self.executor.submit(apply)
+        future = self.executor.submit(apply, urgent=urgent)
 
         def done(f: Future[str]) -> None:
             if f.cancelled() or f.exception() is not None or folder.closed or self.closing:
@@ -791,19 +792,35 @@ class Session:
             folder = self.folders.get(root)
             if folder is None:
                 continue
-            future = self.files_changed(folder, group)
-            with self._changes_lock:
-                self._changes.add(future)
-            future.add_done_callback(self._change_applied)
+            # An agent searches right after it writes: no minimum slice for
+            # the job running (an editor's typing goes through buffers instead).
+            self._track(self.files_changed(folder, group, urgent=True), folder)
 
-    def _change_applied(self, future: Future[str]) -> None:
+    def _track(self, future: Future[Any], folder: Folder) -> None:
+        with self._changes_lock:
+            self._changes.add(future)
+        future.add_done_callback(lambda f: self._change_applied(f, folder))
+
+    def _change_applied(self, future: Future[Any], folder: Folder) -> None:
+        full = (
+            not future.cancelled()
+            and future.exception() is None
+            and future.result() == "full"
+            and not folder.closed
+            and not self.closing
+        )
+        if full:
+            # The list could not say what changed (a checkout, an ignore file, a
+            # folder removed): read the folder again, words first when the model
+            # is on a thread of its own.
+            self._track(self.refresh_job(folder, embed=self._model_thread is None).future, folder)
         with self._changes_lock:
             self._changes.discard(future)
             self._changes_lock.notify_all()
 
     def settle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` until the changes reported so far are in the
-        indexes (words; vectors follow). True when they are."""
+        """Wait up to ``timeout`` until the changes reported to :meth:`paths_changed`
+        so far are in the indexes (words; vectors follow). True when they are."""
         deadline = time.monotonic() + timeout
         with self._changes_lock:
             while self._changes:
