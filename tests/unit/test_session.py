@@ -125,9 +125,8 @@ def test_duplicates_on_demand_answer_as_the_one_off_command(
     folder, index = open_folder(session, root)
     until(lambda: embedded(index))
     assert not session.settings.duplicates.diagnostics  # off by default: kept on request
-    session.keep_duplicates = True
-    session.sync_duplicates()
-    live = session.duplicates_of(folder, root / "a/profile.py", 6, wait_s=30)
+    session.want_duplicates(folder).result(timeout=30)
+    live = session.duplicates_of(folder, root / "a/profile.py", 6)
     once = duplicates_once(index, "a/profile.py", 6, session.settings.duplicates.threshold)
     assert [(h.path, h.symbol) for h in live.hits] == [("b/billing.py", "load_account")]
     assert [(h.path, h.start_line, h.score) for h in live.hits] == [

@@ -709,13 +709,32 @@ class Session:
                 return _BuildResult()
             if not state.build(cancel):
                 return _BuildResult(cancelled=True)
-            log.info("%s: duplicate hints ready (%d chunks compared)", root, len(state))
-            with self._dup_ready:
-                self._dup_ready.notify_all()
-            self.emit(DuplicatesChanged(root))
+            self._duplicates_built(root, state)
             return _BuildResult()
 
         self.executor.submit_long(f"duplicates:{root}", run)
+
+    def _duplicates_built(self, root: Path, state: FolderHints) -> None:
+        log.info("%s: duplicate hints ready (%d chunks compared)", root, len(state))
+        with self._dup_ready:
+            self._dup_ready.notify_all()
+        self.emit(DuplicatesChanged(root))
+
+    def want_duplicates(self, folder: Folder) -> Future[None]:
+        """Keep near-duplicates whatever the setting says, and build ``folder``'s
+        now, ahead of the index work queued (a door that answers duplicates on
+        request: the first one should not wait for a whole first index)."""
+        if not self.keep_duplicates:
+            self.keep_duplicates = True
+            self.sync_duplicates()
+
+        def build() -> None:
+            state = self.duplicates.get(folder.root)
+            if state is not None and not state.ready and not folder.closed:
+                state.build()
+                self._duplicates_built(folder.root, state)
+
+        return self.call(build)
 
     def _dup_changed(self, root: Path, state: FolderHints, change: IndexChange) -> None:
         # On the index thread, after the write.

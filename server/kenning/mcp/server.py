@@ -75,8 +75,8 @@ SETTLE_S = 1.0
 MODEL_WAIT_S = 60.0
 # How long a folder's index may take to open when the roots are set.
 OPEN_WAIT_S = 30.0
-# The first duplicates call waits this long for the folder's near-duplicate
-# index (signatures of every chunk) to be built.
+# A duplicates call waits at most this long for the folder's near-duplicate
+# index, when it is being rebuilt (after a checkout) as the call comes.
 DUPLICATES_WAIT_S = 60.0
 ROOTS_TIMEOUT_S = 5.0
 # A search runs in a worker thread; more at once only queue on the CPU.
@@ -489,9 +489,7 @@ class KenningMcp:
         folder, index, rel, row = await self._in_thread(locate)
         threshold = args.get("threshold") or self.settings.duplicates.threshold
         if threshold == self.settings.duplicates.threshold:
-            if not self.session.keep_duplicates:
-                self.session.keep_duplicates = True
-                self.session.sync_duplicates()
+            await asyncio.wrap_future(self.session.want_duplicates(folder))
             found = await self._in_thread(
                 self.session.duplicates_of,
                 folder,
