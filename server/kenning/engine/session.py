@@ -29,21 +29,20 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kenning.config import Settings, kenning_home
-from kenning.engine.duplicates import (
-    MAX_UPDATE_PATHS,
-    Duplicates,
-    FolderHints,
-    Hint,
-    duplicates_at,
-)
 from kenning.engine.embedder import Embedder, default_threads, load_embedder, precision_of
 from kenning.engine.executor import IndexWorker, LongJob
 from kenning.engine.locks import describe
 from kenning.engine.workspace import Index, IndexChange, IndexReport
 from kenning.errors import KenningError, LocationError, ModelError
+
+if TYPE_CHECKING:
+    # Imported where used: near-duplicates pull in datasketch and scipy (0.4 s),
+    # which a session without them (and every spawned index worker that
+    # re-imports a door's main module) should not pay for.
+    from kenning.engine.duplicates import Duplicates, FolderHints, Hint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -688,6 +687,8 @@ class Session:
                         continue
                     if old is not None:
                         old.index.remove_listener(old.listener)
+                    from kenning.engine.duplicates import FolderHints
+
                     state = FolderHints(index, threshold)
                     state.listener = lambda change, root=root, state=state: self._dup_changed(
                         root, state, change
@@ -740,6 +741,8 @@ class Session:
         # On the index thread, after the write.
         if self.duplicates.get(root) is not state or not state.ready:
             return  # an old state, or the build (still to come) reads everything
+        from kenning.engine.duplicates import MAX_UPDATE_PATHS
+
         if len(change.paths) > MAX_UPDATE_PATHS:
             state.ready = False
             folder = self.folders.get(root)
@@ -786,6 +789,8 @@ class Session:
                         "the near-duplicate index is still being built; try again shortly"
                     )
                 self._dup_ready.wait(left)
+        from kenning.engine.duplicates import duplicates_at
+
         return duplicates_at(state, index.rel(path), line)
 
     # -- requests ---------------------------------------------------------------------

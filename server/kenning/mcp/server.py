@@ -48,7 +48,6 @@ from mcp.server.stdio import stdio_server
 from kenning import __version__
 from kenning.config import Settings, kenning_home
 from kenning.engine import session as engine_session
-from kenning.engine.duplicates import duplicates_once
 from kenning.engine.embedder import Embedder
 from kenning.engine.locks import describe
 from kenning.engine.search import SNIPPET_LINES, SearchResult, merge_results
@@ -498,6 +497,8 @@ class KenningMcp:
                 DUPLICATES_WAIT_S,
             )
         else:
+            from kenning.engine.duplicates import duplicates_once
+
             found = await self._on_index_thread(
                 lambda: duplicates_once(index, rel, args["line"], threshold)
             )
