@@ -124,3 +124,18 @@ def test_a_shared_job_runs_until_its_last_waiter_gives_up(worker):
     gate.set()
     assert not first.future.result(timeout=5).cancelled
     assert log[-1] == "long-done"
+
+
+def test_an_urgent_job_skips_the_slice_and_goes_before_queued_long_jobs(worker):
+    log: list[str] = []
+    worker.min_slice_s = 30  # an edit would wait this long; a request does not
+    running = worker.submit_long("refresh", resumable(2000, log))
+    queued = worker.submit_long("embed", resumable(3, log, step_s=0))
+    time.sleep(0.05)
+    started = time.monotonic()
+    assert worker.submit(lambda: log.append("ask") or 7, urgent=True).result(timeout=5) == 7
+    assert time.monotonic() - started < 5
+    running.cancel_by_user()
+    queued.future.result(timeout=5)
+    # Asked after "embed" was queued, answered before it started.
+    assert log[:3] == ["long-start", "long-stop", "ask"]

@@ -1,4 +1,5 @@
-"""Index queries the MCP server asks for: near-duplicates at a location, stale files."""
+"""Index queries the MCP server asks for: near-duplicates at a location (the
+answer ``kenning.duplicates`` and ``kenning duplicates`` give), stale files."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import FakeEmbedder, write_tree
 
+from kenning.engine.duplicates import duplicates_once
 from kenning.engine.workspace import Index
 from kenning.errors import LocationError
 
@@ -27,25 +29,26 @@ def index(tmp_path: Path, fake_embedder: FakeEmbedder) -> Index:
     ix.close()
 
 
+def duplicates(index: Index, rel: str, line: int, threshold: float | None = None) -> list:
+    return duplicates_once(index, rel, line, threshold or index.settings.duplicates.threshold).hits
+
+
 def test_duplicates_finds_the_renamed_copy_and_not_the_unrelated_function(index: Index) -> None:
-    row, hits = index.duplicates("a/profile.py", 6)
-    assert row.symbol == "fetch_profile"
+    assert index.chunk_at("a/profile.py", 6).symbol == "fetch_profile"
+    hits = duplicates(index, "a/profile.py", 6)
     assert [(h.path, h.symbol) for h in hits] == [("b/billing.py", "load_account")]
     assert hits[0].score >= index.settings.duplicates.threshold
     assert hits[0].start_line == 4
-    _, none = index.duplicates("c/stats.py", 2)
-    assert none == []
+    assert duplicates(index, "c/stats.py", 2) == []
 
 
 def test_duplicates_follows_the_threshold_and_the_index(index: Index) -> None:
-    _, strict = index.duplicates("a/profile.py", 6, threshold=0.999)
-    assert strict == []
+    assert duplicates(index, "a/profile.py", 6, threshold=0.999) == []
     (index.root / "b/billing.py").unlink()
     index.refresh()
-    _, gone = index.duplicates("a/profile.py", 6)
-    assert gone == []
+    assert duplicates(index, "a/profile.py", 6) == []
     with pytest.raises(LocationError):
-        index.duplicates("b/billing.py", 6)
+        duplicates(index, "b/billing.py", 6)
 
 
 def test_stale_names_files_changed_or_removed_after_indexing(index: Index) -> None:
@@ -73,15 +76,15 @@ def test_similar_code_finds_the_function_a_snippet_resembles(index: Index) -> No
         index.similar_code("   \n")
 
 
-def test_duplicates_with_k_returns_the_best_k(tmp_path: Path, fake_embedder: FakeEmbedder) -> None:
+def test_duplicates_of_many_copies_are_every_other_copy(
+    tmp_path: Path, fake_embedder: FakeEmbedder
+) -> None:
     body = (_FIXTURES / "profile.py").read_text()
     files = {f"copies/c{i}.py": body.replace("fetch_profile", f"fetch_{i}") for i in range(6)}
     ix = Index(write_tree(tmp_path / "many", files), embedder=fake_embedder)
     try:
         ix.refresh()
-        _, every = ix.duplicates("copies/c0.py", 6)
-        _, two = ix.duplicates("copies/c0.py", 6, k=2)
-        assert len(every) == 5
-        assert [h.path for h in two] == [h.path for h in every[:2]]
+        every = duplicates(ix, "copies/c0.py", 6)
+        assert sorted(h.path for h in every) == [f"copies/c{i}.py" for i in range(1, 6)]
     finally:
         ix.close()

@@ -78,17 +78,23 @@ class IndexWorker:
         self._running: LongJob | None = None
         self._timer: threading.Timer | None = None
         self._closed = False
+        # Short jobs submitted and not yet finished: a long job that comes up
+        # in the pool's queue before them goes back behind them.
+        self._shorts = 0
         self.min_slice_s = min_slice_s
 
     # -- submitting -----------------------------------------------------------
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Run ``fn(*args)`` soon, interrupting a long job if one is running."""
+    def submit(self, fn: Callable[..., Any], *args: Any, urgent: bool = False) -> Future[Any]:
+        """Run ``fn(*args)`` soon, interrupting a long job if one is running:
+        after its ``min_slice_s`` (so that typing cannot starve it), or at its
+        next safe point when ``urgent`` (a request someone is waiting on)."""
         with self._lock:
             if self._closed:
                 return _failed(RuntimeError("the index worker is shut down"))
+            self._shorts += 1
             future = self._pool.submit(self._guard, fn, *args)
-            self._preempt_locked()
+            self._preempt_locked(urgent)
         return future
 
     def submit_long(self, key: str, fn: LongFn) -> LongJob:
@@ -153,13 +159,16 @@ class IndexWorker:
         except Exception:
             log.error("index job %s failed", getattr(fn, "__name__", fn), exc_info=True)
             raise
+        finally:
+            with self._lock:
+                self._shorts -= 1
 
-    def _preempt_locked(self) -> None:
+    def _preempt_locked(self, urgent: bool = False) -> None:
         job = self._running
         if job is None or job.cancel.is_set():
             return
         ran = time.monotonic() - (job.started_at or time.monotonic())
-        wait = self.min_slice_s - ran
+        wait = 0.0 if urgent else self.min_slice_s - ran
         if wait <= 0:
             job.cancel.set()
         elif self._timer is None or not self._timer.is_alive():
@@ -169,6 +178,9 @@ class IndexWorker:
 
     def _run_long(self, job: LongJob) -> None:
         with self._lock:
+            if self._shorts and not self._closed and not job.user_cancelled:
+                self._pool.submit(self._run_long, job)
+                return
             if self._queued.get(job.key) is job:
                 del self._queued[job.key]
             if job.user_cancelled or job.future.cancelled():

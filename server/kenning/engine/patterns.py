@@ -24,9 +24,6 @@ from kenning.engine.vectors import VectorIndex
 from kenning.errors import UsageError
 
 SIGNATURE_BATCH = 2000
-# near_duplicates with a limit confirms this many candidates per result asked for.
-CONFIRM_PER_RESULT = 10
-MIN_CONFIRMED = 200
 
 
 def ensure_signatures(
@@ -127,72 +124,6 @@ def aligned_vectors(
         if vec is not None and len(vec) == dims:
             matrix[i] = vec
     return matrix
-
-
-def jaccard_floor(threshold: float) -> float:
-    """The lowest estimated Jaccard that can still reach ``threshold`` once blended
-    with a cosine (at most 1): anything below is dropped before vectors are read."""
-    cosine_share = 1.0 - dedup.JACCARD_WEIGHT
-    return max(0.0, min(threshold, (threshold - cosine_share) / dedup.JACCARD_WEIGHT))
-
-
-def near_duplicates(
-    store: Store, vectors: VectorIndex, row: ChunkRow, threshold: float, limit: int | None = None
-) -> list[tuple[ChunkRow, float]]:
-    """The chunks alike enough to ``row`` to count as its near-duplicates, best first.
-
-    The same test as the language server's hints (estimated Jaccard of the
-    abstracted code, blended with the cosine of the stored vectors where both
-    chunks have one) against every signed chunk: exact, with no LSH misses, at
-    the cost of one pass over the signatures (a few ms per 10k chunks). Chunks
-    of the same file that overlap ``row`` are left out. Computes missing
-    signatures first, so it writes: call it where index writes are allowed.
-
-    With ``limit``, only the best ``CONFIRM_PER_RESULT * limit`` candidates by
-    Jaccard (at least ``MIN_CONFIRMED``) are confirmed: code with thousands of
-    copies would otherwise read every copy's row and vector.
-    """
-    ensure_signatures(store)
-    found = store.reader().execute("SELECT sig FROM signatures WHERE chunk_id = ?", (row.id,))
-    mine_row = found.fetchone()
-    if mine_row is None or mine_row[0] is None:
-        return []  # too little code to sign
-    mine = dedup.signature_from_bytes(mine_row[0])
-    keys, sigs = load_signatures(store)
-    if not keys:
-        return []
-    matrix = np.stack(sigs)
-    estimates = (matrix == mine).mean(axis=1)
-    floor = jaccard_floor(threshold)
-    above = np.flatnonzero(estimates >= floor)
-    if limit is not None:
-        keep = max(MIN_CONFIRMED, CONFIRM_PER_RESULT * limit)
-        if len(above) > keep:
-            above = above[np.argsort(-estimates[above], kind="stable")[:keep]]
-    candidates = {keys[i]: float(estimates[i]) for i in above if keys[i] != row.id}
-    if not candidates:
-        return []
-    rows = store.chunk_rows(sorted(candidates))
-    vecs = vectors.vectors_of([row.id, *candidates])
-    my_vec = vecs.get(row.id)
-    out: list[tuple[ChunkRow, float]] = []
-    for key, jac in candidates.items():
-        other = rows.get(key)
-        if other is None or (
-            other.path == row.path
-            and other.start_line <= row.end_line
-            and row.start_line <= other.end_line
-        ):
-            continue  # gone meanwhile, or nested in this chunk
-        theirs = vecs.get(key)
-        cosine = None
-        if my_vec is not None and theirs is not None and len(my_vec) == len(theirs):
-            cosine = float(np.dot(my_vec, theirs))
-        sim = dedup.similarity(jac, cosine)
-        if sim >= threshold:
-            out.append((other, sim))
-    out.sort(key=lambda o: (-o[1], o[0].path, o[0].start_line))
-    return out if limit is None else out[:limit]
 
 
 def _location(row: ChunkRow) -> dict[str, Any]:

@@ -24,27 +24,28 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from kenning.config import Settings
-from kenning.engine.duplicates import (
-    MAX_UPDATE_PATHS,
-    Duplicates,
-    FolderHints,
-    Hint,
-    duplicates_at,
-)
+from kenning.config import Settings, kenning_home
 from kenning.engine.embedder import Embedder, default_threads, load_embedder, precision_of
 from kenning.engine.executor import IndexWorker, LongJob
 from kenning.engine.locks import describe
 from kenning.engine.workspace import Index, IndexChange, IndexReport
 from kenning.errors import KenningError, LocationError, ModelError
 
+if TYPE_CHECKING:
+    # Imported where used: near-duplicates pull in datasketch and scipy (0.4 s),
+    # which a session without them (and every spawned index worker that
+    # re-imports a door's main module) should not pay for.
+    from kenning.engine.duplicates import Duplicates, FolderHints, Hint
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Test hook: ``EMBEDDER_FACTORY(settings)`` returns the embedder to use. None
 # means the real model via :func:`kenning.engine.embedder.load_embedder`.
@@ -297,6 +298,16 @@ class Session:
         self._dup_lock = threading.RLock()
         # Editor buffers not indexed (ignored, binary, too big): logged once each.
         self._skipped: set[Path] = set()
+        # Near-duplicates kept whatever the setting says: a door that answers
+        # duplicates on request (the MCP server) turns this on at the first one.
+        self.keep_duplicates = False
+        self._dup_ready = threading.Condition(self._dup_lock)
+        # Set by load_model_soon: the model loads on a thread of its own and the
+        # index thread never waits for it (words first, vectors once it is there).
+        self._model_thread: threading.Thread | None = None
+        # Changes on disk handed to the index thread and not yet applied.
+        self._changes: set[Future[str]] = set()
+        self._changes_lock = threading.Condition()
 
     # -- events ---------------------------------------------------------------------
 
@@ -336,6 +347,9 @@ class Session:
                 log.info("settings changed (%s): reopening the indexes", ", ".join(changed))
             if old.model != settings.model or old.device != settings.device:
                 self.embedders = EmbedderHolder(settings, self.emit)
+                if self._model_thread is not None:
+                    self._model_thread = None
+                    self.load_model_soon()
             else:
                 self.embedders.settings = settings
             for root in list(self.folders):
@@ -343,6 +357,37 @@ class Session:
                 self.add_folder(root)
         self.sync_duplicates()
         return bool(changed)
+
+    # -- the model ------------------------------------------------------------------
+
+    def load_model_soon(self) -> None:
+        """Load the model on a thread of its own, off every request's path and out
+        of the way of the first words; what is pending is embedded once it is there."""
+        if self._model_thread is not None:
+            return
+        holder = self.embedders
+
+        def load() -> None:
+            if holder.load() is not None and not self.closing:
+                for folder in list(self.folders.values()):
+                    self.embed_soon(folder)
+
+        self._model_thread = threading.Thread(target=load, name="kenning-model", daemon=True)
+        self._model_thread.start()
+
+    def wait_model(self, timeout: float) -> Embedder | None:
+        """The model, waiting up to ``timeout`` for it to load (or fail to)."""
+        thread = self._model_thread
+        if thread is None:
+            return self.embedders.load()
+        thread.join(timeout)
+        return self.embedders.get_nowait()
+
+    def _model_on_index_thread(self) -> None:
+        # With a model thread, index work never waits for it: it embeds what is
+        # pending once the model is there (load_model_soon).
+        if self._model_thread is None:
+            self.embedders.load()
 
     # -- folders --------------------------------------------------------------------
 
@@ -425,8 +470,12 @@ class Session:
 
     # -- index work -----------------------------------------------------------------
 
-    def refresh_job(self, folder: Folder, progress: ProgressFn | None = None) -> LongJob:
-        """Bring ``folder`` up to date on the executor (a long job edits interrupt)."""
+    def refresh_job(
+        self, folder: Folder, progress: ProgressFn | None = None, embed: bool = True
+    ) -> LongJob:
+        """Bring ``folder`` up to date on the executor (a long job edits interrupt).
+        With ``embed`` False, words only: the chunks are searchable by words as
+        soon as they are committed, and an :meth:`embed_soon` follows."""
         hold = _RunHold()
 
         def report_progress(stage: str, done: int, total: int) -> None:
@@ -438,14 +487,17 @@ class Session:
             if folder.closed:
                 return IndexReport(cancelled=True)
             index = folder.ready.result()
-            self.embedders.load()
+            if embed:
+                self._model_on_index_thread()
             hold.take(index)
-            report = index.refresh(progress=report_progress, cancel=cancel)
+            report = index.refresh(progress=report_progress, cancel=cancel, embed=embed)
             if report.indexing_by is not None:
                 self._wait_for_others(folder, report)
                 return report
             if not report.cancelled:
                 threading.Thread(target=index.warm_search, name="kenning-warm", daemon=True).start()
+                if not embed and report.pending and not self.closing:
+                    self.embed_soon(folder)
             for err in report.errors[:20]:
                 log.warning("skipped %s", err)
             if not report.cancelled:
@@ -471,7 +523,9 @@ class Session:
             if folder.closed:
                 return IndexReport(cancelled=True)
             index = folder.ready.result()
-            self.embedders.load()
+            self._model_on_index_thread()
+            if index.embedder is None:
+                return IndexReport()
             hold.take(index)
             report = index.embed_pending(cancel=cancel)
             if report.indexing_by is not None:
@@ -560,9 +614,10 @@ class Session:
         future.add_done_callback(done)
         return future
 
-    def files_changed(self, folder: Folder, paths: list[Path]) -> Future[str]:
+    def files_changed(self, folder: Folder, paths: list[Path], urgent: bool = False) -> Future[str]:
         """Files changed on disk: re-read them ("paths"), or refresh the whole
-        folder when the list cannot describe the change ("full"); then embed."""
+        folder when the list cannot describe the change ("full"); then embed.
+        ``urgent``: ahead of the long job running, without its minimum slice."""
 
         def apply() -> str:
             if folder.closed:
@@ -596,7 +651,7 @@ class Session:
                 )
             return "paths" if rels else "none"
 
-        future = self.executor.submit(apply)
+        future = self.executor.submit(apply, urgent=urgent)
 
         def done(f: Future[str]) -> None:
             if f.cancelled() or f.exception() is not None or folder.closed or self.closing:
@@ -613,7 +668,7 @@ class Session:
         """Start, restart or stop the folders' near-duplicate state to match the
         settings and the open folders. Thread-safe."""
         with self._dup_lock:
-            on = self.settings.duplicates.diagnostics and not self.closing
+            on = self._duplicates_on() and not self.closing
             threshold = self.settings.duplicates.threshold
             gone = [r for r in self.duplicates if not on or r not in self.folders]
             for root in gone:
@@ -632,6 +687,8 @@ class Session:
                         continue
                     if old is not None:
                         old.index.remove_listener(old.listener)
+                    from kenning.engine.duplicates import FolderHints
+
                     state = FolderHints(index, threshold)
                     state.listener = lambda change, root=root, state=state: self._dup_changed(
                         root, state, change
@@ -653,16 +710,39 @@ class Session:
                 return _BuildResult()
             if not state.build(cancel):
                 return _BuildResult(cancelled=True)
-            log.info("%s: duplicate hints ready (%d chunks compared)", root, len(state))
-            self.emit(DuplicatesChanged(root))
+            self._duplicates_built(root, state)
             return _BuildResult()
 
         self.executor.submit_long(f"duplicates:{root}", run)
+
+    def _duplicates_built(self, root: Path, state: FolderHints) -> None:
+        log.info("%s: duplicate hints ready (%d chunks compared)", root, len(state))
+        with self._dup_ready:
+            self._dup_ready.notify_all()
+        self.emit(DuplicatesChanged(root))
+
+    def want_duplicates(self, folder: Folder) -> Future[None]:
+        """Keep near-duplicates whatever the setting says, and build ``folder``'s
+        now, ahead of the index work queued (a door that answers duplicates on
+        request: the first one should not wait for a whole first index)."""
+        if not self.keep_duplicates:
+            self.keep_duplicates = True
+            self.sync_duplicates()
+
+        def build() -> None:
+            state = self.duplicates.get(folder.root)
+            if state is not None and not state.ready and not folder.closed:
+                state.build()
+                self._duplicates_built(folder.root, state)
+
+        return self.call(build)
 
     def _dup_changed(self, root: Path, state: FolderHints, change: IndexChange) -> None:
         # On the index thread, after the write.
         if self.duplicates.get(root) is not state or not state.ready:
             return  # an old state, or the build (still to come) reads everything
+        from kenning.engine.duplicates import MAX_UPDATE_PATHS
+
         if len(change.paths) > MAX_UPDATE_PATHS:
             state.ready = False
             folder = self.folders.get(root)
@@ -684,17 +764,109 @@ class Session:
             return []
         return state.hints(rel)
 
-    def duplicates_of(self, folder: Folder, path: Path, line: int) -> Duplicates:
-        """The near-duplicates of the chunk at ``path``:``line`` (1-based; any thread)."""
-        if not self.settings.duplicates.diagnostics:
+    def _duplicates_on(self) -> bool:
+        return self.keep_duplicates or self.settings.duplicates.diagnostics
+
+    def duplicates_of(
+        self, folder: Folder, path: Path, line: int, wait_s: float = 0.0
+    ) -> Duplicates:
+        """The near-duplicates of the chunk at ``path``:``line`` (1-based; any thread),
+        waiting up to ``wait_s`` for the folder's near-duplicate index to be built."""
+        if not self._duplicates_on():
             raise KenningError(
                 "near-duplicate detection is off: set kenning.duplicates.diagnostics to true"
             )
-        index = folder.index
-        state = self.duplicates.get(folder.root)
-        if state is None or not state.ready or index is None or state.index is not index:
-            raise KenningError("the near-duplicate index is still being built; try again shortly")
+        deadline = time.monotonic() + wait_s
+        with self._dup_ready:
+            while True:
+                index = folder.index
+                state = self.duplicates.get(folder.root)
+                if state is not None and state.ready and index is not None and state.index is index:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0 or folder.closed or self.closing:
+                    raise KenningError(
+                        "the near-duplicate index is still being built; try again shortly"
+                    )
+                self._dup_ready.wait(left)
+        from kenning.engine.duplicates import duplicates_at
+
         return duplicates_at(state, index.rel(path), line)
+
+    # -- requests ---------------------------------------------------------------------
+
+    def call(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on the index thread (it may write: signatures, patterns)
+        as soon as the job running there reaches a safe point."""
+        return self.executor.submit(fn, urgent=True)
+
+    def paths_changed(self, paths: list[Path]) -> None:
+        """Files changed on disk under any folder (a watcher's report; any
+        thread): each folder re-reads its own at once. The session's home (its
+        indexes, logs) is left out."""
+        home = kenning_home()
+        by_folder: dict[Path, list[Path]] = {}
+        for p in paths:
+            if p == home or home in p.parents:
+                continue
+            folder = self.folder_of(p)
+            if folder is not None:
+                by_folder.setdefault(folder.root, []).append(p)
+        for root, group in by_folder.items():
+            folder = self.folders.get(root)
+            if folder is None:
+                continue
+            # An agent searches right after it writes: no minimum slice for
+            # the job running (an editor's typing goes through buffers instead).
+            self._track(self.files_changed(folder, group, urgent=True), folder)
+
+    def _track(self, future: Future[Any], folder: Folder) -> None:
+        with self._changes_lock:
+            self._changes.add(future)
+        future.add_done_callback(lambda f: self._change_applied(f, folder))
+
+    def _change_applied(self, future: Future[Any], folder: Folder) -> None:
+        full = (
+            not future.cancelled()
+            and future.exception() is None
+            and future.result() == "full"
+            and not folder.closed
+            and not self.closing
+        )
+        if full:
+            # The list could not say what changed (a checkout, an ignore file, a
+            # folder removed): read the folder again, words first when the model
+            # is on a thread of its own.
+            self._track(self.refresh_job(folder, embed=self._model_thread is None).future, folder)
+        with self._changes_lock:
+            self._changes.discard(future)
+            self._changes_lock.notify_all()
+
+    def settle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` until the changes reported to :meth:`paths_changed`
+        so far are in the indexes (words; vectors follow). True when they are."""
+        deadline = time.monotonic() + timeout
+        with self._changes_lock:
+            while self._changes:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changes_lock.wait(left)
+        return True
+
+    def phase(self) -> str:
+        """What the index thread is at: "reading" (files, words first), "loading
+        model", "embedding" or "ready"."""
+        keys = [k for k in [self.executor.running(), *self.executor.queued()] if k]
+        with self._changes_lock:
+            changes = bool(self._changes)
+        if changes or any(k.startswith("refresh:") for k in keys):
+            return "reading"
+        if self._model_thread is not None and self._model_thread.is_alive():
+            return "loading model"
+        if any(k.startswith("embed:") for k in keys):
+            return "embedding"
+        return "ready"
 
     # -- shutting down ----------------------------------------------------------------
 

@@ -46,7 +46,6 @@ from kenning.engine.scan import (
 from kenning.engine.search import Searcher, SearchResult, to_hit
 from kenning.engine.store import ChunkRow, FileRow, Store
 from kenning.engine.templates import TemplateLibrary, TemplateMatch
-from kenning.engine.types import SearchHit
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.errors import (
     LocationError,
@@ -941,25 +940,6 @@ class Index:
             threshold = self.settings.duplicates.threshold
         with self._refresh_lock:
             return find_patterns(self.store, self.vectors, threshold, min_size, limit)
-
-    def duplicates(
-        self, path: str | Path, line: int, threshold: float | None = None, k: int | None = None
-    ) -> tuple[ChunkRow, list[SearchHit]]:
-        """The chunk at ``line`` and its near-duplicates elsewhere, best first, at
-        most ``k`` (``kenning.duplicates``'s test, against ``duplicates.threshold``)."""
-        from kenning.engine.patterns import near_duplicates
-
-        if threshold is None:
-            threshold = self.settings.duplicates.threshold
-        row = self.chunk_at(path, line)
-        with self._refresh_lock:  # signatures are computed and stored on first use
-            found = near_duplicates(self.store, self.vectors, row, threshold, k)
-        hits = []
-        for other, sim in found:
-            hit = to_hit(other, sim, {"similarity": round(sim, 4)})
-            hit.root = str(self.root)
-            hits.append(hit)
-        return row, hits
 
     def save_pattern_template(self, report: PatternReport, cluster_id: str) -> Path:
         from kenning.engine.patterns import save_template

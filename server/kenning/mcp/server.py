@@ -2,9 +2,12 @@
 
 A door like the CLI and the language server: each tool checks its arguments
 (:mod:`kenning.mcp.tools`), calls the engine in a worker thread, and turns the
-answer into structured content plus a compact text. The indexes are kept fresh
-by :class:`~kenning.engine.live.LiveIndexes` (a watcher on the roots, one
-index thread), so a file the agent has just written is found.
+answer into structured content plus a compact text. The live state is the
+engine's :class:`~kenning.engine.session.Session`, as in the language server:
+the roots are its folders, read words first on its index thread while the
+model loads on a thread of its own; a watcher on the roots
+(:mod:`kenning.engine.watch`) hands changes to it, so a file the agent has
+just written is found.
 
 Roots: the client's ``roots`` when it offers them, else ``--path`` (repeatable)
 or the current folder. Indexing starts as soon as the server starts (the
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import contextlib
 import functools
 import logging
 import logging.handlers
@@ -30,6 +35,7 @@ import sys
 import time
 import warnings
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -41,11 +47,14 @@ from mcp.server.stdio import stdio_server
 
 from kenning import __version__
 from kenning.config import Settings, kenning_home
+from kenning.engine import session as engine_session
 from kenning.engine.embedder import Embedder
-from kenning.engine.live import LiveIndexes
 from kenning.engine.locks import describe
 from kenning.engine.search import SNIPPET_LINES, SearchResult, merge_results
+from kenning.engine.session import Folder, Session
+from kenning.engine.store import ChunkRow
 from kenning.engine.types import SearchHit
+from kenning.engine.watch import FolderWatcher
 from kenning.engine.workspace import Index
 from kenning.errors import KenningError, LocationError, NeedsEmbeddingsError, UsageError
 from kenning.mcp import tools
@@ -63,6 +72,11 @@ FIRST_WAIT_S = 1.0
 SETTLE_S = 1.0
 # Tools that need the model wait this long for it to load (a cold start).
 MODEL_WAIT_S = 60.0
+# How long a folder's index may take to open when the roots are set.
+OPEN_WAIT_S = 30.0
+# A duplicates call waits at most this long for the folder's near-duplicate
+# index, when it is being rebuilt (after a checkout) as the call comes.
+DUPLICATES_WAIT_S = 60.0
 ROOTS_TIMEOUT_S = 5.0
 # A search runs in a worker thread; more at once only queue on the CPU.
 QUERY_THREADS = 4
@@ -89,9 +103,13 @@ class KenningMcp:
         self.settings = settings
         self.fallback_roots = fallback_roots
         self.explicit = explicit
-        self.live = LiveIndexes(
-            settings, self._load_embedder, owner="mcp server", watch=watch, home=kenning_home()
-        )
+        if EMBEDDER_FACTORY is not None:
+            engine_session.EMBEDDER_FACTORY = EMBEDDER_FACTORY
+        self.session = Session(settings, owner="mcp server")
+        self.watch = watch
+        self.watcher: FolderWatcher | None = None
+        # Set once every root's files have been read (words) the first time.
+        self._words: list[Future[Any]] = []
         self.problem: str | None = None
         self._roots_from_client = False
         self._roots_settled = False
@@ -110,13 +128,15 @@ class KenningMcp:
             "notifications/roots/list_changed", types.NotificationParams, self._roots_changed
         )
 
-    def _load_embedder(self) -> Embedder:
-        if EMBEDDER_FACTORY is not None:
-            return EMBEDDER_FACTORY(self.settings)
-        # Imported here: the model loader is heavy and only needed once.
-        from kenning.engine.embedder import load_embedder
-
-        return load_embedder(self.settings.model, self.settings.device)
+    @property
+    def indexes(self) -> dict[Path, Index]:
+        """The roots whose index is open, by root."""
+        out: dict[Path, Index] = {}
+        for root, folder in list(self.session.folders.items()):
+            index = folder.index
+            if index is not None:
+                out[root] = index
+        return out
 
     # -- roots --------------------------------------------------------------------
 
@@ -141,12 +161,50 @@ class KenningMcp:
         return None
 
     def _set_roots(self, roots: list[Path]) -> None:
-        for problem in self.live.set_roots(roots):
-            log.warning("%s", problem)
-        if not self.live.indexes:
+        """Index these roots (and stop indexing others): each is opened, read
+        words first, then embedded once the model is there; the watcher follows."""
+        wanted: dict[Path, None] = {}
+        for root in roots:
+            try:
+                wanted[root.expanduser().resolve()] = None
+            except OSError as exc:
+                log.warning("%s: %s", root, exc.strerror or exc)
+        for root in [r for r in self.session.folders if r not in wanted]:
+            self.session.remove_folder(root)
+        added: list[Folder] = []
+        for root in wanted:
+            if root in self.session.folders:
+                continue
+            folder = self.session.add_folder(root)
+            if folder is not None:
+                added.append(folder)
+        self._words = [
+            *(f for f in self._words if not f.done()),
+            *(self.session.refresh_job(f, embed=False).future for f in added),
+        ]
+        for folder in added:
+            try:
+                folder.ready.result(OPEN_WAIT_S)
+            except Exception as exc:
+                log.warning("%s: %s", folder.root, exc)
+                self.session.remove_folder(folder.root)
+        self._restart_watcher()
+        if self.session.folders:
+            self.session.load_model_soon()
+        if not self.indexes:
             self.problem = "no workspace folder could be opened: " + ", ".join(
                 str(r) for r in roots
             )
+
+    def _restart_watcher(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        if not self.watch or not self.session.folders:
+            return
+        watcher = FolderWatcher(list(self.session.folders), self.session.paths_changed)
+        if watcher.start():
+            self.watcher = watcher
 
     async def _ensure_roots(self, ctx: ServerRequestContext[Any]) -> None:
         if self._roots_settled:
@@ -160,7 +218,7 @@ class KenningMcp:
             if roots:
                 self._roots_from_client = True
                 self.problem = None
-                if set(roots) != set(self.live.roots):
+                if set(roots) != set(self.session.folders):
                     log.info("roots from the client: %s", ", ".join(map(str, roots)))
                     await anyio.to_thread.run_sync(self._set_roots, roots)
             self._roots_settled = True
@@ -246,23 +304,24 @@ class KenningMcp:
 
     async def _on_index_thread(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` where index writes happen (it computes and stores signatures)."""
-        return await asyncio.wrap_future(self.live.call(fn))
+        return await asyncio.wrap_future(self.session.call(fn))
 
     def _fresh(self) -> None:
         """Before answering: the first call waits briefly for the files to be read;
         every call takes in the changes the watcher has seen."""
-        if not self._answered:
-            self.live.wait_words(FIRST_WAIT_S)
-        self.live.settle(SETTLE_S)
+        if not self._answered and self._words:
+            with contextlib.suppress(Exception):
+                concurrent.futures.wait(self._words, FIRST_WAIT_S)
+        self.session.settle(SETTLE_S)
 
     def _state(self) -> dict[str, Any]:
         pending = chunks = 0
-        for index in list(self.live.indexes.values()):
+        for index in self.indexes.values():
             counts = index.store.counts()
             chunks += counts["chunks"]
             pending += counts["chunks"] - counts["embedded"]
-        phase = self.live.state()["phase"]
-        if phase == "ready" and pending and self.live.embedder_now() is not None:
+        phase = self.session.phase()
+        if phase == "ready" and pending and self.session.embedders.get_nowait() is not None:
             phase = "embedding"
         return {
             "phase": phase,
@@ -270,16 +329,38 @@ class KenningMcp:
             "complete": round((chunks - pending) / chunks, 4) if chunks else 1.0,
         }
 
+    def _index_for(self, path: str) -> tuple[Folder, Index, str]:
+        """The folder of the innermost root holding ``path`` (absolute, or
+        relative to the first root), its index, and the path relative to it."""
+        p = Path(path).expanduser()
+        roots = list(self.session.folders)
+        if not roots:
+            raise LocationError("no workspace folder is open")
+        if not p.is_absolute():
+            p = roots[0] / p
+        with contextlib.suppress(OSError):
+            p = p.resolve()
+        folder = self.session.folder_of(p)
+        index = folder.index if folder is not None else None
+        if folder is None or index is None:
+            shown = ", ".join(str(r) for r in roots)
+            raise LocationError(f"{path}: outside the workspace ({shown})")
+        return folder, index, index.rel(p)
+
     def _location(self, path: str, line: int) -> tuple[Index, str]:
-        index, rel = self.live.index_for(path)
-        if not (index.root / rel).is_file() and index.store.file(rel) is None:
-            raise LocationError(f"{path}: no such file in {index.root}")
+        _, index, rel = self._file(path)
         return index, rel
 
+    def _file(self, path: str) -> tuple[Folder, Index, str]:
+        folder, index, rel = self._index_for(path)
+        if not (index.root / rel).is_file() and index.store.file(rel) is None:
+            raise LocationError(f"{path}: no such file in {index.root}")
+        return folder, index, rel
+
     def _model(self) -> Embedder:
-        embedder = self.live.wait_model(MODEL_WAIT_S)
+        embedder = self.session.wait_model(MODEL_WAIT_S)
         if embedder is None:
-            why = self.live.model_error or "it is still loading"
+            why = self.session.embedders.error or "it is still loading"
             raise NeedsEmbeddingsError(
                 f"this needs the embedding model, which is not loaded ({why})"
             )
@@ -288,7 +369,7 @@ class KenningMcp:
     def _hits(self, result: SearchResult, args: dict[str, Any]) -> dict[str, Any]:
         """The answer for a search or similar result: snippets cut, stale flags set."""
         lines = args.get("snippet_lines", tools.DEFAULT_SNIPPET_LINES)
-        several = len(self.live.indexes) > 1
+        several = len(self.indexes) > 1
         stale = self._stale(result.results)
         texts = self._texts(result.results, lines)
         out: dict[str, Any] = {
@@ -322,7 +403,7 @@ class KenningMcp:
             by_root.setdefault(hit.root, []).append(hit.path)
         out: set[tuple[str, str]] = set()
         for root, paths in by_root.items():
-            index = self.live.indexes.get(Path(root))
+            index = self.indexes.get(Path(root))
             if index is not None:
                 out.update((root, p) for p in index.stale(paths))
         return out
@@ -333,7 +414,7 @@ class KenningMcp:
         # Longer than the engine's own snippet: the chunk's text.
         texts: dict[tuple[str, int], str] = {}
         for root in {h.root for h in hits}:
-            index = self.live.indexes.get(Path(root))
+            index = self.indexes.get(Path(root))
             if index is None:
                 continue
             rows = index.store.chunk_rows([h.chunk_id for h in hits if h.root == root])
@@ -342,7 +423,7 @@ class KenningMcp:
 
     def _loc(self, root: str, loc: dict[str, Any], stale: set[str]) -> dict[str, Any]:
         out = dict(loc, stale=loc["path"] in stale)
-        if len(self.live.indexes) > 1:
+        if len(self.indexes) > 1:
             out["root"] = root
         return out
 
@@ -356,7 +437,7 @@ class KenningMcp:
 
         def run() -> dict[str, Any]:
             self._fresh()
-            indexes = list(self.live.indexes.values())
+            indexes = list(self.indexes.values())
             results: list[SearchResult] = []
             for index in indexes:
                 try:
@@ -383,7 +464,7 @@ class KenningMcp:
                 if not code.strip():
                     raise UsageError("code is empty")
                 self._model()
-                results = [ix.similar_code(code, args["k"]) for ix in self.live.indexes.values()]
+                results = [ix.similar_code(code, args["k"]) for ix in self.indexes.values()]
                 return self._hits(merge_results(results, args["k"], results[0].query), args)
             # Checked above: without code, path and line are both given.
             assert path is not None and line is not None
@@ -395,26 +476,39 @@ class KenningMcp:
         return answer, tools.render_hits(answer)
 
     async def duplicates(self, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        def locate() -> tuple[Index, str]:
-            self._fresh()
-            return self._location(args["path"], args["line"])
+        """What ``kenning.duplicates`` and ``kenning duplicates`` answer: the
+        session's near-duplicate index of the folder (built at the first call),
+        or one built for this call when another threshold is asked for."""
 
-        index, rel = await self._in_thread(locate)
+        def locate() -> tuple[Folder, Index, str, ChunkRow]:
+            self._fresh()
+            folder, index, rel = self._file(args["path"])
+            return folder, index, rel, index.chunk_at(rel, args["line"])
+
+        folder, index, rel, row = await self._in_thread(locate)
         threshold = args.get("threshold") or self.settings.duplicates.threshold
-        row, hits = await self._on_index_thread(
-            lambda: index.duplicates(rel, args["line"], threshold, args["k"])
-        )
+        if threshold == self.settings.duplicates.threshold:
+            await asyncio.wrap_future(self.session.want_duplicates(folder))
+            found = await self._in_thread(
+                self.session.duplicates_of,
+                folder,
+                index.root / rel,
+                args["line"],
+                DUPLICATES_WAIT_S,
+            )
+        else:
+            from kenning.engine.duplicates import duplicates_once
+
+            found = await self._on_index_thread(
+                lambda: duplicates_once(index, rel, args["line"], threshold)
+            )
 
         def answer() -> dict[str, Any]:
-            hits_k = hits
-            stale = index.stale([row.path, *(h.path for h in hits_k)])
+            hits = found.hits[: args["k"]]
+            stale = index.stale([row.path, *(h.path for h in hits)])
             root = str(index.root)
-            chunk = {
-                "path": row.path,
-                "start_line": row.start_line,
-                "end_line": row.end_line,
-                "symbol": row.symbol,
-            }
+            start, end = found.chunk or (row.start_line, row.end_line)
+            chunk = {"path": row.path, "start_line": start, "end_line": end, "symbol": row.symbol}
             results = [
                 self._loc(
                     root,
@@ -427,7 +521,7 @@ class KenningMcp:
                     },
                     stale,
                 )
-                for h in hits_k
+                for h in hits
             ]
             return {
                 "chunk": self._loc(root, chunk, stale),
@@ -444,7 +538,7 @@ class KenningMcp:
         limit = args["limit"]
         found: list[tuple[str, dict[str, Any]]] = []
         compared = 0
-        for index in list(self.live.indexes.values()):
+        for index in list(self.indexes.values()):
             report = await self._on_index_thread(functools.partial(index.patterns, None, 2, limit))
             compared += report.chunks_compared
             found.extend((str(index.root), c) for c in report.clusters)
@@ -455,12 +549,12 @@ class KenningMcp:
             patterns = []
             for root, c in found:
                 members = c["members"][: tools.PATTERN_MEMBERS]
-                index = self.live.indexes.get(Path(root))
+                index = self.indexes.get(Path(root))
                 paths = [c["canonical"]["path"], *(m["path"] for m in members)]
                 stale = index.stale(paths) if index is not None else set()
                 patterns.append(
                     {
-                        "id": c["id"] if len(self.live.indexes) == 1 else f"{root}:{c['id']}",
+                        "id": c["id"] if len(self.indexes) == 1 else f"{root}:{c['id']}",
                         "size": c["size"],
                         "languages": c["languages"],
                         "canonical": self._loc(root, c["canonical"], stale),
@@ -477,7 +571,7 @@ class KenningMcp:
             self._fresh()
             index, rel = self._location(args["path"], args["line"])
             # Templates match by meaning when the model is there, by words if it failed.
-            self.live.wait_model(MODEL_WAIT_S)
+            self.session.wait_model(MODEL_WAIT_S)
             matches = index.match_templates(rel, args["line"], args["k"])
             return {
                 "matches": [
@@ -499,7 +593,7 @@ class KenningMcp:
     async def status(self, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
         def run() -> dict[str, Any]:
             roots: list[dict[str, Any]] = []
-            for index in list(self.live.indexes.values()):
+            for index in list(self.indexes.values()):
                 try:
                     s = index.status()
                 except KenningError as exc:
@@ -520,7 +614,7 @@ class KenningMcp:
                     }
                 )
             ok = [r for r in roots if "error" not in r]
-            embedder = self.live.embedder_now()
+            embedder = self.session.embedders.get_nowait()
             first = ok[0] if ok else {}
             refreshed = [r["last_refresh"] for r in ok if r["last_refresh"]]
             return {
@@ -531,8 +625,8 @@ class KenningMcp:
                 "skipped": sum(r["skipped"] for r in ok),
                 "model": embedder.model_id if embedder else first.get("model"),
                 "device": embedder.device if embedder else first.get("device"),
-                "model_error": self.live.model_error,
-                "watching": self.live.state()["watching"],
+                "model_error": self.session.embedders.error,
+                "watching": bool(self.watcher and self.watcher.running),
                 "last_refresh": min(refreshed) if refreshed else None,
                 **self._state(),
             }
@@ -541,7 +635,9 @@ class KenningMcp:
         return answer, tools.render_status(answer)
 
     def close(self) -> None:
-        self.live.close()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.session.close()
 
 
 Handler = Callable[[KenningMcp, dict[str, Any]], Awaitable[tuple[dict[str, Any], str]]]
