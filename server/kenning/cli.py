@@ -102,14 +102,8 @@ def _glob_type(filter_glob: bool = False) -> Callable[[str], str]:
     return parse
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--path",
-        action="append",
-        metavar="DIR",
-        help="workspace root (default: the current folder); repeat for several roots",
-    )
-    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+def _model_and_filters(p: argparse.ArgumentParser) -> None:
+    """The options that choose the model and the files: every command that indexes."""
     p.add_argument(
         "--model", help="model id or folder (default: KENNING_MODEL or the embedded default)"
     )
@@ -132,6 +126,17 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="GLOB",
         help="index files matching GLOB even if ignored or vendored; repeatable",
     )
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--path",
+        action="append",
+        metavar="DIR",
+        help="workspace root (default: the current folder); repeat for several roots",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    _model_and_filters(p)
     p.add_argument("-v", "--verbose", action="store_true", help="info and debug logs on stderr")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, notes or warnings")
 
@@ -295,28 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="workspace root when the client sends none (default: the current folder); "
         "repeat for several roots",
     )
-    p.add_argument(
-        "--model", help="model id or folder (default: KENNING_MODEL or the embedded default)"
-    )
-    p.add_argument(
-        "--device", choices=["auto", "cpu", "cuda"], help="where to embed (default: auto)"
-    )
-    p.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        type=_glob_type(),
-        metavar="GLOB",
-        help="leave out files matching GLOB (gitignore syntax); repeatable",
-    )
-    p.add_argument(
-        "--include",
-        action="append",
-        default=[],
-        type=_glob_type(),
-        metavar="GLOB",
-        help="index files matching GLOB even if ignored or vendored; repeatable",
-    )
+    _model_and_filters(p)
     p.add_argument(
         "--no-watch",
         action="store_true",
