@@ -193,7 +193,7 @@ def main() -> None:
         spans: dict[int, tuple[str, int, int]] = {}
         ranks: dict[str, list[int]] = {name: [] for name in [*VARIANTS, "shipped"]}
         for q in queries:
-            lexical = index.store.lexical(query_terms(q["query"]), pool)
+            lexical = index.store.fts.search(query_terms(q["query"]), pool)
             vector = index.vectors.nearest(embedder.embed_query(q["query"]), pool)
             missing = [cid for cid, _ in lexical + vector if cid not in spans]
             for cid, row in index.store.chunk_rows(missing).items():

@@ -172,7 +172,7 @@ def run_size(n: int, dims: int, queries: int, with_vec0: bool) -> dict[str, obje
             load_ms = (time.perf_counter() - t) * 1000
             if phase == "warm":
                 t = time.perf_counter()
-                out["lexical_warm_lists"] = store.warm_lexical()
+                out["lexical_warm_lists"] = store.fts.warm()
                 out["lexical_warm_s"] = round(time.perf_counter() - t, 2)
             lat: dict[str, list[float]] = {"lexical": [], "vector": [], "hybrid": []}
             recalls = []

@@ -64,7 +64,7 @@ def test_a_rare_word_is_ranked_and_the_common_ones_dropped(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = count_rankings(store, monkeypatch)
-    found = store.lexical(["parse", "zebra", "config"], 10)
+    found = store.fts.search(["parse", "zebra", "config"], 10)
     assert calls == [["zebra"]]
     assert len(found) == 2 and all(score < 0 for _, score in found)
 
@@ -76,14 +76,14 @@ def test_only_common_words_rank_from_champion_lists(
     monkeypatch.setattr(lexical, "CHAMPIONS", 1000)
     exact = store.fts._rank(["parse", "config"], 20)
     calls = count_rankings(store, monkeypatch)
-    got = store.lexical(["parse", "config"], 20)
+    got = store.fts.search(["parse", "config"], 20)
     assert calls == [["parse"], ["config"]]  # one list per word
     assert [cid for cid, _ in got] == [cid for cid, _ in exact]
     for (_, a), (_, b) in zip(got, exact, strict=True):
         assert a == pytest.approx(b, rel=1e-6)
     # The lists are reused: "parsing" has the stem of "parse".
-    store.lexical(["parsing", "config"], 20)
-    store.lexical(["value"], 5)
+    store.fts.search(["parsing", "config"], 20)
+    store.fts.search(["value"], 5)
     assert calls == [["parse"], ["config"], ["value"]]
 
 
@@ -91,7 +91,7 @@ def test_short_champion_lists_still_find_the_strongest_chunks(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(lexical, "CHAMPIONS", 20)
-    got = store.lexical(["parse", "value"], 10)
+    got = store.fts.search(["parse", "value"], 10)
     exact = store.fts._rank(["parse", "value"], 10)
     assert len(got) == 10
     # The best chunk for the two words is near the top of each word's list.
@@ -106,7 +106,7 @@ def test_a_filter_that_empties_the_lists_ranks_everything(
     go_files = [
         fid for (fid,) in store.reader().execute("SELECT id FROM files WHERE path = 'm0.py'")
     ]
-    got = store.lexical(["parse"], 8, file_ids=go_files)
+    got = store.fts.search(["parse"], 8, file_ids=go_files)
     assert len(got) == 8
     assert calls[-1] == ["parse"]  # the exact ranking, with the filter
     assert {r.path for r in store.chunk_rows([cid for cid, _ in got]).values()} == {"m0.py"}
@@ -116,15 +116,15 @@ def test_warming_computes_the_lists_of_common_words(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = count_rankings(store, monkeypatch)
-    warmed = store.warm_lexical(sample=100)
+    warmed = store.fts.warm(sample=100)
     assert warmed >= len(COMMON) + 1  # the four words, and "filler"
     ranked_while_warming = len(calls)
-    store.lexical(["config", "return"], 10)
+    store.fts.search(["config", "return"], 10)
     assert len(calls) == ranked_while_warming  # answered from the warm lists
     # A small index needs no lists.
     monkeypatch.setattr(lexical, "LEXICAL_BUDGET", 5000)
     store.fts._champions.clear()
-    assert store.warm_lexical() == 0
+    assert store.fts.warm() == 0
 
 
 def test_the_index_warms_in_a_thread_and_leaves_no_connection(
@@ -152,7 +152,7 @@ def test_the_index_warms_in_a_thread_and_leaves_no_connection(
     assert got and got[0] >= 2  # "config" and "path" are in every chunk
     assert len(index.store._readers) == readers
     calls = count_rankings(index.store, monkeypatch)
-    assert index.store.lexical(["config", "path"], 5) and calls == []
+    assert index.store.fts.search(["config", "path"], 5) and calls == []
     index.close()
 
 
@@ -173,7 +173,7 @@ def test_a_search_does_not_wait_for_a_write_to_commit(store: Store) -> None:
     w.start()
     try:
         assert writing.wait(5)
-        searcher = threading.Thread(target=lambda: answers.append(store.lexical(["parse"], 5)))
+        searcher = threading.Thread(target=lambda: answers.append(store.fts.search(["parse"], 5)))
         searcher.start()
         searcher.join(5)
         assert answers and len(answers[0]) == 5, "the search waited for the writer"

@@ -121,8 +121,8 @@ def test_replacing_a_files_chunks_is_all_or_nothing(tmp_path: Path) -> None:
     store.write_file("a.py", 11, 2, "h2", "python", [chunk("three")])
     assert [c.text for c in store.chunks_of("a.py")] == ["three"]
     # The FTS rows follow the chunks: the old words are gone.
-    assert store.lexical(["one"], 10) == []
-    assert len(store.lexical(["three"], 10)) == 1
+    assert store.fts.search(["one"], 10) == []
+    assert len(store.fts.search(["three"], 10)) == 1
 
 
 def test_new_files_written_in_one_transaction_make_one_fts_segment(tmp_path: Path) -> None:
@@ -134,12 +134,12 @@ def test_new_files_written_in_one_transaction_make_one_fts_segment(tmp_path: Pat
             store.write_file(f"m{i}.py", 10, 1, f"h{i}", "python", [chunk(f"word{i} here", 1)])
     segments = store.conn.execute("SELECT count(DISTINCT segid) FROM chunks_fts_idx").fetchone()
     assert segments == (1,)
-    assert [hit for hit, _ in store.lexical(["word7"], 10)] == [
+    assert [hit for hit, _ in store.fts.search(["word7"], 10)] == [
         c.id for c in store.chunks_of("m7.py")
     ]
     # Rewriting a file replaces its rows in place of adding to them.
     store.write_file("m7.py", 11, 2, "h7b", "python", [chunk("other words", 1)])
-    assert store.lexical(["word7"], 10) == []
+    assert store.fts.search(["word7"], 10) == []
     assert store.counts()["chunks"] == 40
 
 

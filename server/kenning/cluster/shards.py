@@ -83,7 +83,7 @@ class ShardIndex:
     def warm(self) -> None:
         """Load what the first query would wait for (vectors in memory, word lists)."""
         self.vectors.size()
-        self.store.warm_lexical()
+        self.store.fts.warm()
 
     def counts(self) -> dict[str, int]:
         c = self.store.counts()

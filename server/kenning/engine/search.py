@@ -223,7 +223,7 @@ class Searcher:
         lexical: list[tuple[int, float]] = []
         vector: list[tuple[int, float]] = []
         if mode in ("lexical", "hybrid"):
-            lexical = self.store.lexical(query_terms(query), pool, languages, file_ids)
+            lexical = self.store.fts.search(query_terms(query), pool, languages, file_ids)
         held = self.vectors.model_id if space is not None else None
         if held is not None and held != space:
             # The model changed and the index is not re-embedded yet: vectors of

@@ -532,23 +532,6 @@ class Store:
                 total += p.stat().st_size
         return total
 
-    # -- lexical search (engine/lexical.py) -------------------------------
-
-    def lexical(
-        self,
-        terms: Sequence[str],
-        limit: int,
-        languages: Sequence[str] | None = None,
-        file_ids: Sequence[int] | None = None,
-    ) -> list[tuple[int, float]]:
-        """(chunk id, bm25) for chunks holding any of ``terms``, best first
-        (:meth:`kenning.engine.lexical.LexicalIndex.search`)."""
-        return self.fts.search(terms, limit, languages, file_ids)
-
-    def warm_lexical(self, sample: int = 400, max_terms: int = 64) -> int:
-        """Champion lists of the commonest words (:meth:`LexicalIndex.warm`)."""
-        return self.fts.warm(sample, max_terms)
-
 
 def bump_generation(db: apsw.Connection) -> None:
     """Mark that chunk vectors changed, so in-memory search structures reload."""

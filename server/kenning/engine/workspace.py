@@ -266,7 +266,7 @@ class Index:
         if not self._warm_lock.acquire(blocking=False):
             return 0
         try:
-            return self.store.warm_lexical()
+            return self.store.fts.warm()
         except apsw.Error as exc:  # the index was closed under it: nothing to warm
             log.debug("%s: warming search stopped: %s", self.root, exc)
             return 0
