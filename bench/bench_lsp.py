@@ -119,11 +119,17 @@ def summary(values: list[float]) -> dict[str, Any]:
     }
 
 
-def make_workspace(root: Path, files: int, seed: int = 7) -> None:
+def make_workspace(
+    root: Path,
+    files: int,
+    seed: int = 7,
+    verbs: list[str] = VERBS,
+    nouns: list[str] = NOUNS,
+) -> None:
     """``files`` Python files of one function each (one chunk each with any chunker)."""
     rng = random.Random(seed)
     for i in range(files):
-        verb, noun, other = rng.choice(VERBS), rng.choice(NOUNS), rng.choice(NOUNS)
+        verb, noun, other = rng.choice(verbs), rng.choice(nouns), rng.choice(nouns)
         path = root / f"pkg{i // 100:03d}" / f"mod{i:05d}.py"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(

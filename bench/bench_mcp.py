@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import bench_lsp
+from bench_lsp import summary
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,39 +78,10 @@ def log(msg: str) -> None:
     print(f"bench_mcp: {msg}", file=sys.stderr, flush=True)
 
 
-def percentile(values: list[float], pct: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    i = min(len(s) - 1, max(0, round(pct / 100 * (len(s) - 1))))
-    return round(s[i], 2)
-
-
-def summary(values: list[float]) -> dict[str, Any]:
-    return {
-        "n": len(values),
-        "p50": percentile(values, 50),
-        "p95": percentile(values, 95),
-        "max": round(max(values), 2) if values else None,
-    }
-
-
 def make_workspace(root: Path, files: int, seed: int = 7) -> None:
-    """``files`` Python files of one function each (about one chunk each)."""
-    rng = random.Random(seed)
-    for i in range(files):
-        verb, noun, other = rng.choice(VERBS), rng.choice(NOUNS), rng.choice(NOUNS)
-        path = root / f"pkg{i // 100:03d}" / f"mod{i:05d}.py"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            f"def {verb}_{noun}_{i}({other}, options=None):\n"
-            f'    """{verb.title()} the {noun} using the {other}."""\n'
-            f"    result = []\n"
-            f"    for item in {other}:\n"
-            f"        if item is not None:\n"
-            f"            result.append(({verb!r}, item))\n"
-            f"    return result\n"
-        )
+    """``files`` Python files of one function each (about one chunk each), in this
+    benchmark's words."""
+    bench_lsp.make_workspace(root, files, seed, VERBS, NOUNS)
 
 
 EMBEDDER = "fake"
