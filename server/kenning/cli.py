@@ -549,7 +549,7 @@ def _remotes(args: argparse.Namespace) -> list[Any]:
     """The endpoints of ``--remote`` or KENNING_REMOTE; none without either."""
     if not args.remote and not os.environ.get("KENNING_REMOTE"):
         return []
-    from kenning.cluster.remote import from_env
+    from kenning.engine.remote import from_env
 
     return from_env(args.remote, args.remote_timeout)
 

@@ -115,7 +115,7 @@ def remotes_of(ls: KenningServer) -> list[Any]:
     key = json.dumps(ls.settings.to_wire()["remote"], sort_keys=True)
     held = _REMOTES.get(ls)
     if held is None or held[0] != key:
-        from kenning.cluster.remote import from_settings
+        from kenning.engine.remote import from_settings
 
         held = (key, from_settings(remote))
         _REMOTES[ls] = held
