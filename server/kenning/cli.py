@@ -307,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not watch the files; the index is brought up to date when the server starts",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs in the log file")
+    _remote_args(p)
     return parser
 
 

@@ -245,8 +245,8 @@ def test_local_similar_by_code(local: LocalSearchable) -> None:
 def test_remote_settings_name_endpoints_and_their_token_variables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from kenning.engine.remote import from_settings
     from kenning.config import parse_settings
+    from kenning.engine.remote import from_settings
 
     monkeypatch.setenv("ACME_KENNING_TOKEN", "s3cret")
     settings, problems = parse_settings(
