@@ -514,3 +514,50 @@ def test_overlapping_line_windows_answer_once(tmp_path: Path) -> None:
     spans = sorted((h.start_line, h.end_line) for h in hits)
     assert len(spans) >= 2
     assert all(b[0] > a[1] for a, b in itertools.pairwise(spans))
+
+
+def _config_workspace(tmp_path: Path) -> Path:
+    # A long class whose body says "json" and "config" on every line, a short
+    # function whose name says what a user asks for, and other code around them.
+    fields = "\n".join(
+        f"    json_config_{i} = load_option('config/{i}.json')  # json config file {i}"
+        for i in range(40)
+    )
+    files = {
+        "store.py": f'class ConfigStore:\n    """Every option."""\n{fields}\n',
+        "loader.py": "import json\n\n\n"
+        "def load_json_config(path):\n"
+        "    with open(path) as fh:\n"
+        "        return json.load(fh)\n",
+    }
+    for i in range(30):
+        files[f"misc/m{i}.py"] = (
+            f"def helper_{i}(items):\n    total = sum(items)\n    return total * {i}\n"
+        )
+    return write_tree(tmp_path / "app", files)
+
+
+def test_a_definition_named_for_the_query_beats_a_long_type_that_mentions_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kenning.engine import search
+
+    index = Index(_config_workspace(tmp_path))
+    index.refresh(embed=False)
+    hits = index.search("load json config file", mode="lexical").results
+    assert hits[0].symbol == "load_json_config", [h.symbol for h in hits]
+    assert hits[0].explain["prior"] > 1.0  # its name says what the query says
+    long_type = next(h for h in hits if h.symbol == "ConfigStore")
+    assert long_type.explain["prior"] < 1.0
+    # Scores stay evidence on a fixed scale, best first, whatever the priors.
+    assert all(0.0 <= h.score < 1.0 for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # Without the priors the words alone put the class first: they are what decides.
+    for name, neutral in [
+        ("TYPE_PRIOR", 1.0),
+        ("SIZE_PRIOR_POWER", 0.0),
+        ("NAME_BONUS", 0.0),
+    ]:
+        monkeypatch.setattr(search, name, neutral)
+    plain = index.search("load json config file", mode="lexical").results
+    assert plain[0].symbol == "ConfigStore", [h.symbol for h in plain]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from kenning.engine.text import fts_symbol, split_case
+from kenning.engine.text import fts_symbol, query_words, split_case, words_of
 
 
 def two_pass_split(text: str) -> str:
@@ -32,3 +32,11 @@ def test_split_matches_the_two_pass_rule_on_random_text() -> None:
     for _ in range(5000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
         assert split_case(text) == two_pass_split(text), text
+
+
+def test_a_query_and_a_name_are_compared_word_by_word() -> None:
+    # What the name priors of search compare: the words, never the whole identifier.
+    assert words_of("SmallVec.is_empty") == {"small", "vec", "is", "empty"}
+    assert words_of("parseHTTPResponse2") == {"parse", "http", "response", "2"}
+    assert query_words("Returns true if the vector is empty.") >= {"vector", "empty"}
+    assert "the" not in query_words("the vector") and "is" not in query_words("is empty")

@@ -30,7 +30,7 @@ import numpy as np
 
 from kenning.engine.chunking import MIN_CHUNK_LINES
 from kenning.engine.store import ChunkOutline, ChunkRow, Store
-from kenning.engine.text import query_terms
+from kenning.engine.text import STOPWORDS, query_terms, query_words, words_of
 from kenning.engine.types import SearchHit
 from kenning.engine.vectors import VectorIndex
 from kenning.errors import NeedsEmbeddingsError, UsageError
@@ -52,6 +52,21 @@ IDENTIFIER_VECTOR_WEIGHT = 0.3
 # comment, script lines) match many descriptions a little and rarely answer
 # one: their scores count this much.
 BLOCK_PRIOR = 0.8
+# What else a chunk is, besides how well its words and meaning match, measured
+# on the dev benchmark (bench/README.md, "priors"): a long chunk matches many
+# descriptions a little (its score counts (SIZE_PRIOR_LINES / lines) **
+# SIZE_PRIOR_POWER past that many lines); a type, class or impl block holds
+# what its methods do and answers a description of doing less often than they
+# do (TYPE_PRIOR); and a definition whose own name says what the query says is
+# likelier the answer: up to 1 + NAME_BONUS when every word of its name is in
+# the query (two of them at least, or all of a shorter name).
+SIZE_PRIOR_LINES = 10
+SIZE_PRIOR_POWER = 0.3
+TYPE_KINDS = frozenset(
+    {"class", "type", "impl", "interface", "module", "struct", "trait", "enum", "namespace"}
+)
+TYPE_PRIOR = 0.6
+NAME_BONUS = 0.5
 COSINE_FLOOR = 0.2
 COSINE_FULL = 0.75
 BM25_HALF = 15.0
@@ -249,14 +264,19 @@ class Searcher:
             ranked = [(cid, max(0.0, sim)) for cid, sim in vector]
         else:
             ranked = rank_fused(lexical, vector, weight)
-        ranked = self._one_per_unit(ranked, k)
+        priors: dict[int, float] = {}
+        ranked = self._one_per_unit(ranked, k, query_words(query), priors)
         best = 0.0
         if mode == "hybrid" and ranked:
             ranked, best = self._anchor(ranked, lex_bm25, vec_sim, query_vector, weight)
-        elif mode == "vector" and ranked:
-            best = vector_score(ranked[0][1])
         elif ranked:
-            best = ranked[0][1]
+            # The best result reads its own evidence (a cosine similarity, or
+            # word evidence), the rest in proportion, as in hybrid.
+            top = ranked[0][0]
+            shown = max(0.0, vec_sim[top]) if mode == "vector" else lexical_score(lex_bm25[top])
+            best = vector_score(vec_sim[top]) if mode == "vector" else shown
+            scale = shown / ranked[0][1] if ranked[0][1] > 0 else 0.0
+            ranked = [(cid, score * scale) for cid, score in ranked]
         if ranked and best < WEAK_EVIDENCE:
             notes.append(f"no strong match: the best result scores {best:.2f}")
         rows = self.store.chunk_rows([cid for cid, _ in ranked])
@@ -270,6 +290,7 @@ class Searcher:
                 "bm25": round(lex_bm25[cid], 4) if cid in lex_bm25 else None,
                 "vector_rank": vec_rank.get(cid),
                 "similarity": round(vec_sim[cid], 4) if cid in vec_sim else None,
+                "prior": round(priors.get(cid, 1.0), 4),
             }
             hits.append(to_hit(row, score, explain))
         took = (time.perf_counter() - started) * 1000
@@ -302,19 +323,25 @@ class Searcher:
         scale = best / ranked[0][1] if ranked[0][1] > 0 else 0.0
         return [(cid, score * scale) for cid, score in ranked], best
 
-    def _one_per_unit(self, ranked: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+    def _one_per_unit(
+        self,
+        ranked: list[tuple[int, float]],
+        k: int,
+        words: set[str] | frozenset[str] = frozenset(),
+        priors: dict[int, float] | None = None,
+    ) -> list[tuple[int, float]]:
         """The first ``k`` of ``ranked``, with one answer per definition: the parts of
         a split definition answer once, by their best part, and a chunk that shares
-        lines with a better one (overlapping line windows) is left out. Loose
-        statements (kind "block") are scored down by ``BLOCK_PRIOR``, and a chunk
-        under ``MIN_CHUNK_LINES`` lines (a lone import) is no answer unless its file
-        holds nothing larger."""
+        lines with a better one (overlapping line windows) is left out. Each score
+        counts its chunk's :func:`prior` for a query of ``words`` (kept in
+        ``priors``), and a chunk under ``MIN_CHUNK_LINES`` lines (a lone import) is
+        no answer unless its file holds nothing larger."""
         outlines = self.store.outlines([cid for cid, _ in ranked], MIN_CHUNK_LINES)
-        if BLOCK_PRIOR != 1.0:
-            ranked = sorted(
-                ((cid, score * _prior(outlines.get(cid))) for cid, score in ranked),
-                key=lambda kv: -kv[1],
-            )
+        found = {cid: prior(outlines.get(cid), words) for cid, _ in ranked}
+        if priors is not None:
+            priors.update(found)
+        # Stable: equal scores keep fusion's order.
+        ranked = sorted(((cid, score * found[cid]) for cid, score in ranked), key=lambda kv: -kv[1])
         units: set[tuple[int, int]] = set()
         taken: list[tuple[int, int, int]] = []
         out: list[tuple[int, float]] = []
@@ -340,8 +367,27 @@ class Searcher:
         return out
 
 
-def _prior(outline: ChunkOutline | None) -> float:
-    return BLOCK_PRIOR if outline is not None and outline.kind == "block" else 1.0
+def prior(outline: ChunkOutline | None, words: set[str] | frozenset[str] = frozenset()) -> float:
+    """How much a chunk's match counts for a query of ``words``, from what the chunk
+    is: its kind, its size, and how much its name says what the query says."""
+    if outline is None:
+        return 1.0
+    p = 1.0
+    if outline.kind == "block":
+        p *= BLOCK_PRIOR
+    elif outline.kind in TYPE_KINDS:
+        p *= TYPE_PRIOR
+    lines = outline.end_line - outline.start_line + 1
+    if lines > SIZE_PRIOR_LINES:
+        p *= (SIZE_PRIOR_LINES / lines) ** SIZE_PRIOR_POWER
+    if words and outline.symbol:
+        name = {w for w in words_of(outline.symbol.rsplit(".", 1)[-1]) if w not in STOPWORDS}
+        said = len(words & name)
+        # One shared word of a longer name is too weak a sign ("read a json
+        # config file" and `read_since`): two, or the whole name, it takes.
+        if name and said >= min(2, len(name)):
+            p *= 1.0 + NAME_BONUS * said / len(name)
+    return p
 
 
 def merge_results(results: Sequence[SearchResult], k: int, query: str) -> SearchResult:

@@ -70,6 +70,7 @@ class ChunkOutline:
     end_line: int
     unit_start: int | None
     small: bool
+    symbol: str | None = None
 
 
 FileRecord = tuple[int, int, str, str | None, str, str, str, int | None, int | None, str, str, str]
@@ -441,11 +442,11 @@ class Store:
         rows = self.reader().execute(
             "SELECT c.id, c.kind, c.file_id, c.start_line, c.end_line, c.unit_start,"
             " c.end_line - c.start_line + 1 < ?1 AND EXISTS(SELECT 1 FROM chunks o"
-            " WHERE o.file_id = c.file_id AND o.end_line - o.start_line + 1 >= ?1)"
+            " WHERE o.file_id = c.file_id AND o.end_line - o.start_line + 1 >= ?1), c.symbol"
             " FROM chunks c WHERE c.id IN (SELECT value FROM json_each(?2))",
             (min_lines, json_ids(ids)),
         )
-        return {r[0]: ChunkOutline(r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows}
+        return {r[0]: ChunkOutline(r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows}
 
     def chunks_of(self, path: str) -> list[ChunkRow]:
         rows = self.reader().execute(

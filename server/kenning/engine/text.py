@@ -155,6 +155,17 @@ def embed_key(header: str, digest: str) -> str:
     return xxhash.xxh3_128_hexdigest(f"{EMBED_HEADER_VERSION}\0{header}\0{digest}".encode())
 
 
+def words_of(text: str) -> set[str]:
+    """The lower-case words of ``text`` with identifiers opened (``is_empty`` ->
+    ``{"is", "empty"}``), none of them whole; for comparing a query with a name."""
+    return {part for word in _RUN.findall(text) for part in split_word(word)}
+
+
+def query_words(query: str) -> set[str]:
+    """:func:`words_of` a query, stopwords and one-letter fragments left out."""
+    return {w for w in words_of(query) if w not in STOPWORDS and len(w) > 1}
+
+
 def query_terms(query: str) -> list[str]:
     """The distinct lower-case words of a query, identifiers split, stopwords dropped."""
     terms: list[str] = []
