@@ -307,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not watch the files; the index is brought up to date when the server starts",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs in the log file")
+    _remote_args(p)
     return parser
 
 
@@ -553,7 +554,7 @@ def _remotes(args: argparse.Namespace) -> list[Any]:
     """The endpoints of ``--remote`` or KENNING_REMOTE; none without either."""
     if not args.remote and not os.environ.get("KENNING_REMOTE"):
         return []
-    from kenning.cluster.remote import from_env
+    from kenning.engine.remote import from_env
 
     return from_env(args.remote, args.remote_timeout)
 

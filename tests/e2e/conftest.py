@@ -64,7 +64,7 @@ def _plain(obj: Any) -> Any:
 
 def idle_status(status: dict[str, Any]) -> bool:
     m = status["metrics"]
-    return status["pending"] == 0 and m["indexing"] is None and not m["queued"]
+    return status["pending"] == 0 and m["indexing"] is None and not m["queued"] and not m["syncing"]
 
 
 class Session:
@@ -120,7 +120,12 @@ class Session:
         while True:
             status = await self.command("kenning.status")
             m = status["metrics"]
-            if status["pending"] == 0 and m["indexing"] is None and not m["queued"]:
+            if (
+                status["pending"] == 0
+                and m["indexing"] is None
+                and not m["queued"]
+                and not m["syncing"]
+            ):
                 return status
             if time.monotonic() > deadline:
                 raise AssertionError(f"the server never went idle: {status}")

@@ -59,6 +59,19 @@ async def test_first_index_reports_progress_then_search_answers(started, caps):
     assert out["took_ms"] >= 0
 
 
+async def test_explain_says_why_each_result_scored_as_it_did(started):
+    s = await started(FILES)
+    await s.idle()
+    plain = await s.search("parse json config")
+    assert "explain" not in plain["results"][0]
+    out = await s.search("parse json config", explain=True)
+    top = out["results"][0]
+    assert top["uri"] == uri(s.root / "app/config.py")
+    # The evidence behind the fused score: the word match and the cosine, raw.
+    assert top["explain"]["bm25"] is not None and top["explain"]["similarity"] is not None
+    assert [r["uri"] for r in out["results"]] == [r["uri"] for r in plain["results"]]
+
+
 async def test_search_filters_by_language_and_glob(started):
     s = await started(FILES)
     await s.idle()

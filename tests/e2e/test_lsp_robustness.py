@@ -37,6 +37,7 @@ async def test_bad_commands_get_clear_errors_and_the_server_goes_on(started):
         (s.command("kenning.search", {"query": "x", "k": -3}), "k: expected a positive integer"),
         (s.command("kenning.search", {"query": "x", "mode": "psychic"}), "mode: expected one of"),
         (s.command("kenning.search", {"query": "x", "lang": 7}), "lang: expected a string"),
+        (s.command("kenning.search", {"query": "x", "explain": "yes"}), "explain: expected true"),
         (
             s.command(
                 "kenning.similar", {"uri": "file:///elsewhere/x.py", "position": {"line": 0}}

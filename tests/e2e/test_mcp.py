@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +80,12 @@ async def connect(
     home: Path,
     args: list[str] | None = None,
     roots: list[Path] | None = None,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[ClientSession]:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "kenning", "mcp", *(args or [])],
-        env=_env(home),
+        env={**_env(home), **(env or {})},
         cwd=str(cwd),
     )
     list_roots = None
@@ -401,3 +404,70 @@ async def test_the_newest_protocol_revision_is_served_too(ws: Path, home: Path) 
         assert result.structured_content["results"][0]["symbol"] == "circle_area"
         bad = await client.call_tool("search", {"query": "x", "k": -1})
         assert bad.is_error and "k: must be at least 1" in bad.content[0].text
+
+
+class _Shard(BaseHTTPRequestHandler):
+    """A `kenning cluster serve` endpoint as the client sees it: one hit, in another repo."""
+
+    def do_POST(self) -> None:
+        if self.headers.get("Authorization") != "Bearer sesame":
+            self._send(401, {"error": "a valid bearer token is required"})
+            return
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        hit = {
+            "path": "billing/retry.py",
+            "start_line": 10,
+            "end_line": 24,
+            "symbol": "retry_payment_with_backoff",
+            "kind": "function",
+            "language": "python",
+            "score": 0.9,
+            "snippet": "def retry_payment_with_backoff(charge, attempts=5):",
+            "repo": "example.org/team/billing",
+        }
+        self._send(200, {"query": body.get("query", ""), "took_ms": 1.0, "results": [hit]})
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def shard() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Shard)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_remote_endpoints_are_searched_with_the_workspace(
+    ws: Path, home: Path, shard: str
+) -> None:
+    down = "http://127.0.0.1:9"  # nothing listens on the discard port
+    args = ["--remote", shard, "--remote", down, "--remote-timeout", "1"]
+    async with connect(ws, home, args, env={"KENNING_REMOTE_TOKEN": "sesame"}) as s:
+        answer = await call(s, "search", query="retry with backoff", mode="lexical")
+        by_symbol = {r["symbol"]: r for r in answer["results"]}
+        # The workspace's own code and the shard's, in one answer.
+        assert "fetch_with_retries" in by_symbol, answer
+        remote = by_symbol["retry_payment_with_backoff"]
+        assert remote["endpoint"] == shard and remote["repo"] == "example.org/team/billing"
+        assert "endpoint" not in by_symbol["fetch_with_retries"]
+        # The endpoint that is down costs a note, not the search.
+        assert any(down in n for n in answer["notes"]), answer
+        status = await call(s, "status")
+        states = {r["url"]: r["state"] for r in status["remotes"]}
+        assert states[shard] == "ok" and states[down] == "error", status
+        text = (await s.call_tool("status", {})).content[0]
+        assert f"endpoint {shard}: ok" in text.text

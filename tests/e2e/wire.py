@@ -178,7 +178,12 @@ class Wire:
         while True:
             status = self.command("kenning.status")["result"]
             m = status["metrics"]
-            if status["pending"] == 0 and m["indexing"] is None and not m["queued"]:
+            if (
+                status["pending"] == 0
+                and m["indexing"] is None
+                and not m["queued"]
+                and not m["syncing"]
+            ):
                 return status
             if time.monotonic() > deadline:
                 raise AssertionError(f"the server never went idle: {status}")

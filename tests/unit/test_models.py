@@ -170,9 +170,29 @@ def test_folder_model_via_env(
     (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
     monkeypatch.setenv("KENNING_MODEL", str(folder))
     resolved = models.resolve(None)
-    assert resolved.model_id == "local:my-minilm"
+    assert resolved.model_id.startswith("local:my-minilm@")
     assert resolved.model_path == folder / "model.onnx"
     assert resolved.card.pooling == "cls" and resolved.card.max_tokens == 128
+
+
+def test_folder_models_of_one_name_have_their_own_vector_space(
+    tmp_path: Path, default_files: models.ResolvedModel
+) -> None:
+    # Two exports in folders that share a name must not share cached vectors,
+    # and a setting that changes a passage's vector must change the space too.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = make_folder(tmp_path / "a", default_files)
+    second = make_folder(tmp_path / "b", default_files)
+    same = models.resolve(str(first)).model_id
+    assert models.resolve(str(second)).model_id == same  # the same files and settings
+    assert models.resolve(str(first)).model_id == same  # stable across starts
+    (second / "card.json").write_text('{"long_text": "window"}')
+    windowed = models.resolve(str(second)).model_id
+    assert windowed != same and windowed.split("@")[0] == same.split("@")[0]
+    with (first / "tokenizer.json").open("a") as fh:
+        fh.write("\n")
+    assert models.resolve(str(first)).model_id not in (same, windowed)
 
 
 def test_folder_card_pins_a_sha256_and_a_corrupt_byte_is_caught(

@@ -1,5 +1,5 @@
 """Several sources, one answer: repository ids, local overlay over remote base,
-and an endpoint that fails or is slow (engine/searchable.py, cluster/remote.py).
+and an endpoint that fails or is slow (engine/searchable.py, engine/remote.py).
 
 The remote side here is a small HTTP server in this process (no Ray): what the
 client does with each kind of answer is the point.
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from tests.conftest import write_tree
 
-from kenning.cluster.remote import RemoteSearchable, from_env
+from kenning.engine.remote import RemoteSearchable, from_env
 from kenning.engine.search import SearchResult
 from kenning.engine.searchable import (
     LocalSearchable,
@@ -245,8 +245,8 @@ def test_local_similar_by_code(local: LocalSearchable) -> None:
 def test_remote_settings_name_endpoints_and_their_token_variables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from kenning.cluster.remote import from_settings
     from kenning.config import parse_settings
+    from kenning.engine.remote import from_settings
 
     monkeypatch.setenv("ACME_KENNING_TOKEN", "s3cret")
     settings, problems = parse_settings(

@@ -108,7 +108,7 @@ class EmbedStats:
 
 @runtime_checkable
 class Embedder(Protocol):
-    model_id: str  # card id, or "local:<folder name>" for a folder
+    model_id: str  # card id, or "local:<folder name>@<fingerprint>" for a folder
     max_tokens: int
     stats: EmbedStats
 

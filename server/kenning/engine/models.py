@@ -289,6 +289,25 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         log.debug("could not write %s: %s", path, exc)
 
 
+def known_sha256(path: Path) -> str:
+    """``path``'s sha256, hashed once and then remembered by path, size and mtime."""
+    st = path.stat()
+    key = str(path.resolve())
+    records = read_owned_json(_verified_file(), "the record of verified model files")
+    held = records.get(key)
+    if (
+        isinstance(held, dict)
+        and held.get("size") == st.st_size
+        and held.get("mtime_ns") == st.st_mtime_ns
+        and isinstance(held.get("sha256"), str)
+    ):
+        return str(held["sha256"])
+    actual = sha256_file(path)
+    records[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": actual}
+    _write_json(_verified_file(), records)
+    return actual
+
+
 def verify_file(path: Path, expected: str, label: str) -> None:
     """Raise ModelError unless ``path`` has sha256 ``expected``; cache the result."""
     try:
@@ -431,7 +450,22 @@ def _folder_card(folder: Path) -> ModelCard:
         if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
             raise ModelError(f"{folder / 'card.json'}: files.{key}.sha256 is not a sha256")
         files[key] = FileSource("path", sha, path=str(folder / key))
-    return replace(card, files=files)
+    # Vectors are cached by model id across workspaces, and an index re-embeds
+    # when its model id changes: so the id of a folder model names what its
+    # vectors depend on (the files, and how passages are read and pooled), not
+    # only the folder's name, which two different exports easily share ("onnx").
+    shaped = {
+        "files": {k: files[k].sha256 or known_sha256(folder / k) for k in FILE_KEYS},
+        "card": [
+            card.pooling,
+            card.normalize,
+            card.max_tokens,
+            card.long_text,
+            card.document_prefix,
+        ],
+    }
+    fingerprint = hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:12]
+    return replace(card, id=f"{card.id}@{fingerprint}", files=files)
 
 
 def _looks_like_path(model: str) -> bool:

@@ -12,8 +12,9 @@ first), with two rules of its own:
 - a remote source that fails or does not answer within the timeout never fails
   the search: the answer carries a note saying which one was skipped and why.
 
-This module knows no HTTP and no Ray: the remote client lives in
-``kenning.cluster.remote`` and only has to satisfy the protocol.
+This module knows no HTTP and no Ray: the remote client (``engine.remote``,
+plain urllib, so every door can ask an endpoint with the base install) only
+has to satisfy the protocol.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def range_json(r: lsp.Range) -> dict[str, Any]:
     }
 
 
-def hit_json(hit: SearchHit) -> dict[str, Any]:
+def hit_json(hit: SearchHit, explain: bool = False) -> dict[str, Any]:
     return {
         "uri": hit_uri(hit),
         "range": range_json(hit_range(hit)),
@@ -101,6 +101,7 @@ def hit_json(hit: SearchHit) -> dict[str, Any]:
         "path": hit.path,
         **({"repo": hit.repo} if hit.repo else {}),
         **({"endpoint": hit.root} if hit.root.startswith(("http://", "https://")) else {}),
+        **({"explain": hit.explain} if explain and hit.explain else {}),
     }
 
 
@@ -206,6 +207,13 @@ def get_query(obj: dict[str, Any]) -> str:
     if len(query) > 2000:
         raise UsageError("query: longer than 2000 characters")
     return query
+
+
+def get_flag(obj: dict[str, Any], key: str) -> bool:
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise UsageError(f"{key}: expected true or false, got {value!r}")
+    return value
 
 
 def get_mode(obj: dict[str, Any], default: str) -> str:

@@ -34,7 +34,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,10 @@ from kenning.config import Settings, kenning_home
 from kenning.engine import session as engine_session
 from kenning.engine.embedder import Embedder
 from kenning.engine.locks import describe
+from kenning.engine.remote import ENV_URL as REMOTE_ENV
+from kenning.engine.remote import RemoteSearchable, from_env
 from kenning.engine.search import SNIPPET_LINES, SearchResult, merge_results
+from kenning.engine.searchable import LocalSearchable, Searchable, fan_out, overlay
 from kenning.engine.session import Folder, Session
 from kenning.engine.store import ChunkRow
 from kenning.engine.types import SearchHit
@@ -99,8 +102,13 @@ class KenningMcp:
         fallback_roots: list[Path],
         explicit: bool,
         watch: bool = True,
+        remotes: Sequence[RemoteSearchable] = (),
     ) -> None:
         self.settings = settings
+        # Shard endpoints (`--remote`) searched with the local roots, which win
+        # for their own repositories; a slow or failing one only adds a note.
+        self.remotes = list(remotes)
+        self.remote_timeout_s = max((r.timeout_s for r in remotes), default=2.0)
         self.fallback_roots = fallback_roots
         self.explicit = explicit
         if EMBEDDER_FACTORY is not None:
@@ -439,6 +447,7 @@ class KenningMcp:
             self._fresh()
             indexes = list(self.indexes.values())
             results: list[SearchResult] = []
+            answered: list[Index] = []
             for index in indexes:
                 try:
                     results.append(index.search(query, args["k"], args["mode"], langs, globs))
@@ -446,7 +455,23 @@ class KenningMcp:
                     if len(indexes) == 1:
                         raise
                     log.info("%s: %s", index.root, exc)
-            return self._hits(merge_results(results, args["k"], query), args)
+                else:
+                    answered.append(index)
+            if not self.remotes:
+                return self._hits(merge_results(results, args["k"], query), args)
+            remotes: list[Searchable] = list(self.remotes)
+            got, notes = fan_out(
+                remotes,
+                lambda s: s.search(query, args["k"], args["mode"], langs, globs),
+                self.remote_timeout_s,
+            )
+            merged = overlay(
+                [(LocalSearchable(ix), r) for ix, r in zip(answered, results, strict=True)] + got,
+                args["k"],
+                query,
+            )
+            merged.notes = sorted(set(merged.notes) | set(notes))
+            return self._hits(merged, args)
 
         answer = await self._in_thread(run)
         return answer, tools.render_hits(answer)
@@ -628,6 +653,11 @@ class KenningMcp:
                 "model_error": self.session.embedders.error,
                 "watching": bool(self.watcher and self.watcher.running),
                 "last_refresh": min(refreshed) if refreshed else None,
+                **(
+                    {"remotes": [{"url": r.name, **r.state.to_json()} for r in self.remotes]}
+                    if self.remotes
+                    else {}
+                ),
                 **self._state(),
             }
 
@@ -708,7 +738,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         ", ".join(map(str, roots)),
         path,
     )
-    app = KenningMcp(settings, roots, explicit, watch=not getattr(args, "no_watch", False))
+    remotes: list[RemoteSearchable] = []
+    if getattr(args, "remote", None) or os.environ.get(REMOTE_ENV):
+        remotes = from_env(args.remote, args.remote_timeout)
+    app = KenningMcp(
+        settings, roots, explicit, watch=not getattr(args, "no_watch", False), remotes=remotes
+    )
     app.start()
 
     async def serve() -> None:

@@ -71,6 +71,11 @@ _HIT = {
         "snippet": {"type": "string"},
         "stale": {"type": "boolean"},
         "root": {"type": "string"},
+        "repo": {"type": "string", "description": "the repository the hit belongs to"},
+        "endpoint": {
+            "type": "string",
+            "description": "the shard endpoint (kenning mcp --remote) that answered it",
+        },
         "explain": {"type": "object"},
     },
     "required": ["path", "start_line", "end_line", "symbol", "kind", "score", "stale"],
@@ -306,6 +311,12 @@ TOOLS: dict[str, dict[str, Any]] = {
                 "model_error": {"type": ["string", "null"]},
                 "watching": {"type": "boolean"},
                 "last_refresh": {"type": ["number", "null"]},
+                "remotes": {
+                    "type": "array",
+                    "description": "the shard endpoints searched too (kenning mcp --remote), "
+                    "as last seen: ok, error or slow",
+                    "items": {"type": "object"},
+                },
                 **_INDEX_STATE,
             },
             "required": ["roots", "files", "chunks", "pending", "phase", "model", "watching"],
@@ -440,6 +451,10 @@ def hit_json(
     }
     if root is not None:
         out["root"] = root
+    if hit.root.startswith(("http://", "https://")):
+        out["endpoint"] = hit.root
+        if hit.repo:
+            out["repo"] = hit.repo
     if explain and hit.explain:
         out["explain"] = hit.explain
     return out
@@ -508,6 +523,9 @@ def render_status(answer: dict[str, Any]) -> str:
     if answer.get("model_error"):
         model += f" ({answer['model_error']})"
     lines.append(f"model {model}; watching files: {'yes' if answer['watching'] else 'no'}")
+    for r in answer.get("remotes", []):
+        detail = f" ({r['detail']})" if r.get("detail") else ""
+        lines.append(f"endpoint {r['url']}: {r['state']}{detail}")
     lines.append(_state_line(answer))
     return "\n".join(line for line in lines if line)
 

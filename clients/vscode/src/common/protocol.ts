@@ -92,6 +92,8 @@ export interface StatusAnswer {
   modelError?: string;
   /** The index job running now (e.g. `refresh:/home/u/shop`), or undefined when idle. */
   indexing?: string;
+  /** Another process (a `kenning index` in a terminal) holds a folder's index; this server waits for it. */
+  indexingBy?: { root: string; pid?: number; command?: string };
   metrics?: Record<string, unknown>;
   folders: FolderStatus[];
 }
@@ -220,6 +222,14 @@ export function checkStatusAnswer(value: unknown): StatusAnswer {
   const indexing = nonEmpty(metrics?.indexing);
   if (indexing !== undefined) {
     answer.indexing = indexing;
+  }
+  const by = value.indexing_by;
+  if (isObject(by)) {
+    answer.indexingBy = {
+      root: typeof by.root === "string" ? by.root : "",
+      ...(typeof by.pid === "number" ? { pid: by.pid } : {}),
+      ...(nonEmpty(by.command) !== undefined ? { command: nonEmpty(by.command) } : {}),
+    };
   }
   return answer;
 }

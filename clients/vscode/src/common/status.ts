@@ -46,6 +46,12 @@ function idleWarning(answer: StatusAnswer): string | undefined {
  * kept: its percentage is the precise one.
  */
 export function stateFromStatus(answer: StatusAnswer, fromProgress?: IndexState): IndexState {
+  if (answer.indexingBy !== undefined) {
+    // Not this server's work: say whose, so a slow first search is explained.
+    const by = answer.indexingBy;
+    const who = by.pid === undefined ? "another process" : `another process (pid ${by.pid}${by.command ? `, ${by.command}` : ""})`;
+    return { kind: "indexing", message: `waiting: ${who} is indexing ${by.root || "this folder"}` };
+  }
   const queued = answer.metrics?.queued;
   const busy = answer.indexing !== undefined || (Array.isArray(queued) && queued.length > 0);
   if (busy) {

@@ -56,6 +56,15 @@ test("a running index job means indexing, with the share of chunks embedded", ()
   assert.equal(stateFromStatus(status({}, { queued: ["embed:/home/u/shop"] })).kind, "indexing");
 });
 
+test("another process indexing the folder is named while this server waits for it", () => {
+  const state = stateFromStatus(
+    status({ indexing_by: { pid: 4242, command: "kenning index", root: "/home/u/shop" } }, { indexing: "refresh:/home/u/shop" }),
+  );
+  assert.deepEqual(state, { kind: "indexing", message: "waiting: another process (pid 4242, kenning index) is indexing /home/u/shop" });
+  assert.match(statusView(state).tooltip, /pid 4242/);
+  assert.equal(stateFromStatus(status({ indexing_by: null })).kind, "ready");
+});
+
 test("while a progress bar is open, its state wins over the polled status", () => {
   const fromProgress = { kind: "indexing" as const, percentage: 63, message: "embedding 10/40 chunks" };
   const busy = status({ embedded: 10, pending: 30 }, { indexing: "refresh:/home/u/shop" });

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 from kenning.engine.search import SearchResult, merge_results
@@ -22,9 +23,34 @@ from kenning.lsp.server import KenningServer
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Answer:
+    """What a search or similar request found, before the door writes it as JSON."""
+
+    query: str
+    merged: SearchResult
+    #: results from at least one folder (else there is no mode or completeness to show)
+    answered: bool
+    took_ms: float
+
+    def to_json(self, explain: bool = False) -> dict[str, Any]:
+        merged = self.merged
+        out: dict[str, Any] = {
+            "query": self.query,
+            "results": convert.bounded([convert.hit_json(h, explain) for h in merged.results]),
+            "took_ms": self.took_ms,
+        }
+        if self.answered:
+            out["mode"] = merged.mode
+            out["complete"] = round(merged.complete, 4)
+        if merged.notes:
+            out["notes"] = merged.notes
+        return out
+
+
 async def search(
     ls: KenningServer, obj: dict[str, Any], default_k: int | None = None, remote: bool = False
-) -> dict[str, Any]:
+) -> Answer:
     """Search every folder and merge; shared by kenning.search and workspace/symbol.
 
     With ``remote``, the ``remote.endpoints`` are asked too (kenning.search
@@ -89,7 +115,7 @@ def remotes_of(ls: KenningServer) -> list[Any]:
     key = json.dumps(ls.settings.to_wire()["remote"], sort_keys=True)
     held = _REMOTES.get(ls)
     if held is None or held[0] != key:
-        from kenning.cluster.remote import from_settings
+        from kenning.engine.remote import from_settings
 
         held = (key, from_settings(remote))
         _REMOTES[ls] = held
@@ -102,23 +128,16 @@ def _answer(
     k: int,
     started: float,
     merged: SearchResult | None = None,
-) -> dict[str, Any]:
-    merged = merged or merge_results(results, k, query)
-    out: dict[str, Any] = {
-        "query": query,
-        "results": convert.bounded([convert.hit_json(h) for h in merged.results]),
-        "took_ms": round((time.perf_counter() - started) * 1000, 2),
-    }
-    if results:
-        out["mode"] = merged.mode
-        out["complete"] = round(merged.complete, 4)
-    if merged.notes:
-        out["notes"] = merged.notes
-    out["hits"] = merged.results  # for workspace/symbol; removed before a command returns
-    return out
+) -> Answer:
+    return Answer(
+        query=query,
+        merged=merged or merge_results(results, k, query),
+        answered=bool(results),
+        took_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
 
 
-async def similar(ls: KenningServer, obj: dict[str, Any]) -> dict[str, Any]:
+async def similar(ls: KenningServer, obj: dict[str, Any]) -> Answer:
     uri, line, end_line = convert.get_location(obj)
     k = convert.get_k(obj, ls.settings.search.k)
     index, path = await ls.index_for(uri)
@@ -136,16 +155,16 @@ def register(server: KenningServer) -> None:
     @server.command("kenning.search")
     @guard.request("kenning.search")
     async def cmd_search(ls: KenningServer, *args: Any) -> dict[str, Any]:
-        out = await search(ls, convert.one_object("kenning.search", args), remote=True)
-        out.pop("hits")
-        return out
+        obj = convert.one_object("kenning.search", args)
+        answer = await search(ls, obj, remote=True)
+        return answer.to_json(explain=convert.get_flag(obj, "explain"))
 
     @server.command("kenning.similar")
     @guard.request("kenning.similar")
     async def cmd_similar(ls: KenningServer, *args: Any) -> dict[str, Any]:
-        out = await similar(ls, convert.one_object("kenning.similar", args))
-        out.pop("hits")
-        return out
+        obj = convert.one_object("kenning.similar", args)
+        answer = await similar(ls, obj)
+        return answer.to_json(explain=convert.get_flag(obj, "explain"))
 
     @server.command("kenning.reindex")
     @guard.request("kenning.reindex")

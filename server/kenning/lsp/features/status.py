@@ -132,6 +132,9 @@ async def status(ls: KenningServer) -> dict[str, Any]:
             "query_ms_p95": max(lat) if lat else None,
             "indexing": ls.worker.running() or ("starting" if ls.refreshing else None),
             "queued": ls.worker.queued(),
+            # Editor buffers whose latest text is not in the index yet (waiting
+            # out the edit debounce, or on the index thread).
+            "syncing": ls.sync.syncing() if ls.sync is not None else 0,
             "watching": ls.watching.mode if ls.watching is not None else "none",
         },
         "folders": folders,

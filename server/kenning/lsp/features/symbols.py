@@ -31,7 +31,7 @@ def register(server: KenningServer) -> None:
         if not query or not ls.settings.workspace_symbol.semantic or not ls.folders:
             return []
         try:
-            out = await search(ls, {"query": query}, ls.settings.search.k)
+            answer = await search(ls, {"query": query}, ls.settings.search.k)
         except UsageError:
             return []  # a query of punctuation only: no symbols, not an error
-        return [convert.hit_symbol(h) for h in out["hits"]][: len(out["results"])]
+        return [convert.hit_symbol(h) for h in answer.merged.results]

@@ -121,6 +121,11 @@ class DocumentSync:
         # Straight to the executor (its submit is thread-safe); it embeds after.
         self._track(uri, self.server.session.set_buffer(folder, path, doc.source, current))
 
+    def syncing(self) -> int:
+        """Documents whose latest text is not in the index yet."""
+        # list() copies in one step: done callbacks edit ``pending`` from the index thread.
+        return len(set(self.timers) | set(list(self.pending)))
+
     def _track(self, uri: str, future: Future[Any]) -> None:
         self.pending[uri] = future
 
