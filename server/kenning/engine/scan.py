@@ -32,16 +32,28 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pathspec
 
 from kenning.errors import UsageError, WorkspaceError
 
-if TYPE_CHECKING:
-    from kenning.engine.store import FileRow
-
 STAGE = "scan"
+
+
+class KnownFile(Protocol):
+    """What the scan stage reads of a file's row in the index (a ``store.FileRow``):
+    the walk knows nothing of the store."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
+    @property
+    def hash(self) -> str | None: ...
+    @property
+    def skip_reason(self) -> str | None: ...
+
 
 # Folders a user never wants searched. Matched by name at any depth.
 VENDORED_DIRS = frozenset(
@@ -307,7 +319,7 @@ class FileJob:
     known_hash: str | None = None
 
     @classmethod
-    def of(cls, entry: FileEntry, row: FileRow | None) -> FileJob:
+    def of(cls, entry: FileEntry, row: KnownFile | None) -> FileJob:
         """The job for ``entry``, whose row in the index is ``row`` (None: not there)."""
         known = row.hash if row is not None and row.skip_reason is None else None
         return cls(entry, known)
@@ -326,8 +338,8 @@ class ScanPlan:
 
 def scan_changes(
     scanner: Scanner,
-    known: Mapping[str, FileRow],
-    held: Callable[[str, FileRow | None], bool],
+    known: Mapping[str, KnownFile],
+    held: Callable[[str, KnownFile | None], bool],
     recheck: bool,
 ) -> ScanPlan:
     """Walk the root and hold what is there against ``known`` (the index's rows).

@@ -44,6 +44,7 @@ from kenning.engine.scan import (
     CONTENT_RULES,
     FileEntry,
     FileJob,
+    KnownFile,
     Scanner,
     content_skip_reason,
     decode_text,
@@ -377,7 +378,7 @@ class Index:
         """Who else is running on this index now (see :class:`RunLock`), or None."""
         return self.run_lock.holder()
 
-    def _foreign_buffer(self, row: FileRow | None) -> bool:
+    def _foreign_buffer(self, row: KnownFile | None) -> bool:
         """Whether ``row`` holds a live editor buffer of another process."""
         return (
             row is not None
