@@ -10,6 +10,7 @@ more examples of each (minutes instead of seconds).
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from tests.index_checks import problems, snapshot
 
 from kenning.engine.chunking import digest_text
 from kenning.engine.languages import _EXTENSIONS, _FILENAMES
-from kenning.engine.prepare import prepare_file, prepare_text
+from kenning.engine.prepare import Prepared, prepare_file, prepare_text
 from kenning.engine.scan import decode_text
 from kenning.engine.text import fts_symbol, fts_text
 from kenning.engine.types import Chunk
@@ -135,6 +136,18 @@ def test_prepare_text_of_any_buffer(name: str, text: str) -> None:
     prep = prepare_text(name, text, len(text), -1, "digest")
     assert prep.action == "write", prep.reason
     check_chunks(text, prep.chunks)
+
+
+@PREPARE
+@given(name=st.sampled_from(NAMES), text=st.one_of(code, st.text(max_size=300)))
+def test_a_prepared_file_crosses_the_worker_boundary_as_plain_data(name: str, text: str) -> None:
+    # A worker process sends its answer as a tuple: only builtins are pickled
+    # (no class of kenning's to look up on the other side), and the record that
+    # comes back is the one the worker made, every chunk field included.
+    prep = prepare_text(name, text, len(text), -1, "digest")
+    data = pickle.dumps(prep.to_tuple())
+    assert b"kenning" not in data
+    assert Prepared.from_tuple(pickle.loads(data)) == prep
 
 
 def test_a_shell_script_that_crashes_the_bash_grammar_is_cut_into_windows() -> None:
