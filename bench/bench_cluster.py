@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from kenning.cluster.shards import MANIFEST, ShardIndex, shard_db, shard_key, shard_of  # noqa: E402
 from kenning.engine.store import Store  # noqa: E402
 from kenning.engine.text import fts_columns  # noqa: E402
+from kenning.engine.types import Chunk  # noqa: E402
 from kenning.engine.vectors import VectorIndex  # noqa: E402
 
 CORPUS = REPO / "tests" / "fixtures" / "quality" / "corpus"
@@ -124,18 +125,18 @@ def synth(out: Path, chunks: int, shards: int, seed: int = 7) -> dict[str, Any]:
         repo = f"synth/repo{f % 500}"
         rel = f"src/mod{f // 500}/{rng.choice(WORDS)}_{f}.py"
         shard = shard_of(repo, rel, shards)
-        records = []
+        key = shard_key(repo, rel)
+        chunks = []
         for c in range(CHUNKS_PER_FILE):
             name = f"{rng.choice(WORDS)}_{rng.choice(WORDS)}_{c}"
             body = " ".join(rng.choice(WORDS) for _ in range(40))
             text = f"def {name}(arg):\n    # {body}\n    return arg\n"
             start = c * 4 + 1
-            records.append(
-                (start, start + 2, "function", name, "python", text, f"{f}-{c}", None, None,
-                 *fts_columns(name, (), text))
+            chunks.append(
+                Chunk(key, start, start + 2, "function", name, "python", text, f"{f}-{c}",
+                      lexical=fts_columns(name, (), text))
             )  # fmt: skip
-        key = shard_key(repo, rel)
-        stores[shard].write_records(key, 1000, 1, f"h{f}", "python", records)
+        stores[shard].write_file(key, 1000, 1, f"h{f}", "python", chunks)
         pending[shard].append((key, CHUNKS_PER_FILE))
         if len(pending[shard]) >= 40 or f == files - 1:
             _embed_synthetic(stores[shard], vectors[shard], space, dims, nrng)

@@ -57,7 +57,9 @@ def cpu_s() -> float:
 
 def main() -> None:
     # Imported here, not at the top: the spawned indexing workers re-run this script's
-    # top level, and should pay only for what they use (kenning.engine.chunking).
+    # top level, and should pay only for what they use (kenning.engine.prepare).
+    from kenning.engine.prepare import prepare_files
+    from kenning.engine.scan import FileJob
     from kenning.engine.workspace import Index
 
     ap = argparse.ArgumentParser()
@@ -78,8 +80,8 @@ def main() -> None:
         os.environ["KENNING_HOME"] = str(Path(tmp) / "home-scan")
         index = Index(corpus, workers=os.cpu_count() or 1)
         t, c = time.perf_counter(), cpu_s()
-        todo = [(e, None) for e in index.scanner.scan().files]
-        chunked = sum(1 for p in index._prepared(todo) if p.action == "write")
+        todo = [FileJob(e) for e in index.scanner.scan().files]
+        chunked = sum(1 for p in prepare_files(todo, index.workers) if p.action == "write")
         scan_chunk = (time.perf_counter() - t, cpu_s() - c)
         index.close()
         cold = {}

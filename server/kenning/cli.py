@@ -404,6 +404,7 @@ class _ProgressBar:
         self.enabled = enabled and sys.stderr.isatty()
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
+        self._labels: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def __enter__(self) -> _ProgressBar:
@@ -417,6 +418,8 @@ class _ProgressBar:
                 TimeRemainingColumn,
             )
 
+            from kenning.engine import embed, prepare
+
             self._progress = Progress(
                 TextColumn("{task.description:<10}"),
                 BarColumn(),
@@ -426,6 +429,7 @@ class _ProgressBar:
                 transient=True,
             )
             self._progress.__enter__()
+            self._labels = {prepare.STAGE: "reading", embed.STAGE: "embedding"}
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -438,7 +442,7 @@ class _ProgressBar:
         with self._lock:
             task = self._tasks.get(stage)
             if task is None:
-                label = {"chunk": "reading", "embed": "embedding"}.get(stage, stage)
+                label = self._labels.get(stage, stage)
                 task = self._tasks[stage] = self._progress.add_task(label, total=total)
             self._progress.update(task, completed=done, total=total)
 

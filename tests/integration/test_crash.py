@@ -14,7 +14,7 @@ import pytest
 from tests import index_checks
 from tests.index_checks import make_corpus
 
-from kenning.engine import workspace
+from kenning.engine import prepare
 from kenning.engine.workspace import Index, index_path
 
 
@@ -105,7 +105,7 @@ def test_worker_processes_build_the_same_index_as_inline(
         raise AssertionError("a file was chunked in the indexing process")
 
     # Worker processes import their own copy: only this process's is replaced.
-    monkeypatch.setattr(workspace, "prepare_file", not_here)
+    monkeypatch.setattr(prepare, "prepare_file", not_here)
     report = parallel.refresh(embed=False)
     assert report.files == 601 and report.skip_reasons.get("binary") == 1
     parallel.close()
@@ -168,7 +168,7 @@ def test_failed_worker_processes_leave_the_rest_to_the_index_process(
             raise OSError(11, "Resource temporarily unavailable")
         return pool
 
-    monkeypatch.setattr(workspace, "_worker_pool", start)
+    monkeypatch.setattr(prepare, "_worker_pool", start)
     index = Index(work, workers=2)
     report = index.refresh(embed=False)
     assert report.files == 600 and not report.errors

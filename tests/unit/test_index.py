@@ -358,17 +358,17 @@ def test_a_file_that_cannot_be_read_is_listed_with_the_cause(tmp_path: Path) -> 
 def test_a_file_gone_before_it_was_read_is_listed_with_the_cause(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kenning.engine import workspace
+    from kenning.engine import prepare
 
     ws = write_tree(tmp_path / "race", {"ok.py": "x = 1\n", "gone.py": "y = 2\n"})
-    real = workspace.prepare_file
+    real = prepare.prepare_file
 
     def vanish_first(rel: str, path: str, *rest: object) -> object:
         if rel == "gone.py":
             os.unlink(path)  # deleted between the scan and the read
         return real(rel, path, *rest)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(workspace, "prepare_file", vanish_first)
+    monkeypatch.setattr(prepare, "prepare_file", vanish_first)
     index = Index(ws)
     report = index.refresh(embed=False)
     assert report.files == 1 and report.errors

@@ -10,6 +10,7 @@ more examples of each (minutes instead of seconds).
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -22,10 +23,12 @@ from hypothesis import strategies as st
 from tests.conftest import FakeEmbedder
 from tests.index_checks import problems, snapshot
 
-from kenning.engine.chunking import digest_text, prepare_file, prepare_text
+from kenning.engine.chunking import digest_text
 from kenning.engine.languages import _EXTENSIONS, _FILENAMES
+from kenning.engine.prepare import Prepared, prepare_file, prepare_text
 from kenning.engine.scan import decode_text
 from kenning.engine.text import fts_symbol, fts_text
+from kenning.engine.types import Chunk
 from kenning.engine.workspace import Index, index_path
 
 SLOW = os.environ.get("KENNING_PROPERTY_SLOW") == "1"
@@ -70,15 +73,17 @@ def lines_of(text: str) -> list[str]:
     return lines
 
 
-def check_records(text: str, records: list[tuple]) -> None:
+def check_chunks(text: str, chunks: list[Chunk]) -> None:
     lines = lines_of(text)
     n = len(lines)
-    starts = [r[0] for r in records]
+    starts = [c.start_line for c in chunks]
     assert starts == sorted(starts), "chunks out of order"
     covered: set[int] = set()
-    for record in records:
-        start, end, _kind, symbol, _lang, body, digest, unit_start, unit_end = record[:9]
-        fts_sym, fts_body, fts_nm = record[9:]
+    for c in chunks:
+        start, end, symbol, body, digest = c.start_line, c.end_line, c.symbol, c.text, c.digest
+        unit_start, unit_end = c.unit_start, c.unit_end
+        assert c.lexical is not None, "the prepare stage fills the lexical columns"
+        fts_sym, fts_body, fts_nm = c.lexical
         assert 1 <= start <= end <= n, (start, end, n)
         # A piece of a split definition points at the whole definition.
         if unit_start is not None:
@@ -120,7 +125,7 @@ def test_prepare_never_fails_and_chunks_cover_the_lines(name: str, data: bytes) 
         assert prep.reason in ("binary", "generated", "minified")
         return
     # Bad bytes are read as U+FFFD: the text the chunks must cover is that.
-    check_records(decode_text(data), prep.records)
+    check_chunks(decode_text(data), prep.chunks)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -130,7 +135,19 @@ def test_prepare_text_of_any_buffer(name: str, text: str) -> None:
     # An editor buffer: any text at all, NUL and lone line separators included.
     prep = prepare_text(name, text, len(text), -1, "digest")
     assert prep.action == "write", prep.reason
-    check_records(text, prep.records)
+    check_chunks(text, prep.chunks)
+
+
+@PREPARE
+@given(name=st.sampled_from(NAMES), text=st.one_of(code, st.text(max_size=300)))
+def test_a_prepared_file_crosses_the_worker_boundary_as_plain_data(name: str, text: str) -> None:
+    # A worker process sends its answer as a tuple: only builtins are pickled
+    # (no class of kenning's to look up on the other side), and the record that
+    # comes back is the one the worker made, every chunk field included.
+    prep = prepare_text(name, text, len(text), -1, "digest")
+    data = pickle.dumps(prep.to_tuple())
+    assert b"kenning" not in data
+    assert Prepared.from_tuple(pickle.loads(data)) == prep
 
 
 def test_a_shell_script_that_crashes_the_bash_grammar_is_cut_into_windows() -> None:
@@ -139,10 +156,10 @@ def test_a_shell_script_that_crashes_the_bash_grammar_is_cut_into_windows() -> N
     # 150 (tree-sitter/tree-sitter-bash#337). A process of its own, parsing it
     # a thousand times: a crash must not take the test run down with it.
     script = (
-        "from kenning.engine.chunking import chunk_records\n"
+        "from kenning.engine.chunking import chunk_text\n"
         "for _ in range(1000):\n"
-        "    chunks = chunk_records('run.sh', \"''{\\U000df29d\\necho {a,b} \\U0001f600\\n\")\n"
-        "assert [c[2] for c in chunks] == ['window'], chunks\n"
+        "    chunks = chunk_text('run.sh', \"''{\\U000df29d\\necho {a,b} \\U0001f600\\n\")\n"
+        "assert [c.kind for c in chunks] == ['window'], chunks\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120

@@ -39,7 +39,8 @@ import numpy as np
 
 from kenning.cluster.shards import MANIFEST, read_manifest, shard_db, shard_key, shard_of, split_key
 from kenning.config import Settings
-from kenning.engine.chunking import Prepared, prepare_file
+from kenning.engine.persist import Persisted, Persister
+from kenning.engine.prepare import Prepared, prepare_file
 from kenning.engine.scan import Scanner
 from kenning.engine.searchable import repo_id
 from kenning.engine.store import Store
@@ -64,7 +65,7 @@ def _stderr(message: str) -> None:
 
 
 def chunk_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Read and chunk a batch of files; each comes back as a pickled ``Prepared``."""
+    """Read and chunk a batch of files; each comes back as a pickled ``Prepared.to_tuple``."""
     out = []
     for rel, path, size, mtime, known, key in zip(
         batch["rel"],
@@ -76,7 +77,7 @@ def chunk_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         strict=True,
     ):
         prep = prepare_file(str(rel), str(path), int(size), int(mtime), str(known) or None)
-        out.append(pickle.dumps(dataclasses.replace(prep, rel=str(key))))
+        out.append(pickle.dumps(dataclasses.replace(prep, rel=str(key)).to_tuple()))
     return {"shard": batch["shard"], "prep": np.array(out, dtype=object)}
 
 
@@ -288,6 +289,8 @@ def _build(
 
     # 2-3. read and chunk in Ray tasks; write here, one transaction per batch and shard
     if todo:
+        persisters = [Persister(store) for store in stores]
+        written = Persisted()
         ds = ray.data.from_items(todo).map_batches(
             chunk_batch, batch_size=CHUNK_BATCH, batch_format="numpy", num_cpus=task_cpus
         )
@@ -296,15 +299,17 @@ def _build(
         for batch in ds.iter_batches(batch_size=CHUNK_BATCH * 4, batch_format="numpy"):
             by_shard: dict[int, list[Prepared]] = defaultdict(list)
             for shard, blob in zip(batch["shard"], batch["prep"], strict=True):
-                by_shard[int(shard)].append(pickle.loads(blob))
+                by_shard[int(shard)].append(Prepared.from_tuple(pickle.loads(blob)))
             for shard, preps in by_shard.items():
                 with stores[shard].write():
                     for prep in preps:
-                        _apply(stores[shard], prep, report)
+                        persisters[shard].write(prep, written)
             done += len(batch["shard"])
             if time.monotonic() - last > 1.0 or done == len(todo):
                 last = time.monotonic()
                 say(f"read {done}/{len(todo)} files")
+        report["changed"] = written.changed
+        report["errors"] += [f"{path}: {why}" for path, why in written.failed]
 
     # 4. embed what no shard and no cache holds
     # An actor per GPU; on CPUs, actors of two ONNX threads each (one thread
@@ -399,22 +404,6 @@ def _finish(
         "repos": sorted(built_repos),
         "shards": shard_rows,
     }
-
-
-def _apply(store: Store, prep: Prepared, report: dict[str, Any]) -> None:
-    """One file's outcome into its shard, as the local index applies it."""
-    if prep.action == "error":
-        report["errors"].append(f"{prep.rel}: {prep.reason}")
-    elif prep.action == "skip":
-        store.skip_file(prep.rel, prep.size, prep.mtime_ns, prep.reason or "unfit")
-    elif prep.action == "touch":
-        store.touch_file(prep.rel, prep.size, prep.mtime_ns)
-    else:
-        assert prep.digest is not None and prep.language is not None
-        store.write_records(
-            prep.rel, prep.size, prep.mtime_ns, prep.digest, prep.language, prep.records
-        )
-        report["changed"] += 1
 
 
 def _pending(store: Store) -> list[tuple[int, str, str]]:

@@ -40,23 +40,20 @@ Symbols are dotted scope paths: ``Store.flush``, ``Cache.Get`` (Go receiver type
 namespaces do not prefix symbols. Blocks and windows have no symbol; markdown
 sections carry their heading text.
 
-:func:`prepare_file` is the whole per-file job of an index run short of writing: read,
-check, hash, chunk, and build the FTS columns. It lives here so that the indexing
-worker processes import only this module.
+This module is what the prepare stage (``prepare.py``) runs on every file, in the
+indexing worker processes too: it imports nothing heavy (no numpy, no store).
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
-import os
 import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from itertools import accumulate, repeat
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import xxhash
 
@@ -77,12 +74,8 @@ from kenning.engine.namers import (
     node_text,
     set_source,
 )
-from kenning.engine.scan import content_skip_reason, decode_text
 from kenning.engine.text import fts_columns
 from kenning.engine.types import Chunk
-
-if TYPE_CHECKING:
-    from kenning.engine.store import FileRecord
 
 __all__ = [
     "MAX_BLOCK_LINES",
@@ -92,14 +85,9 @@ __all__ = [
     "SUPPORTED_LANGUAGES",
     "WINDOW_LINES",
     "WINDOW_OVERLAP",
-    "ChunkRecord",
-    "Prepared",
-    "chunk_records",
     "chunk_text",
     "detect_language",
     "digest_text",
-    "prepare_file",
-    "prepare_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -195,22 +183,15 @@ def _split_lines(text: str) -> tuple[str, list[str]]:
     return text, lines
 
 
-def chunk_text(path: str, text: str, language: str | None = None) -> list[Chunk]:
+def chunk_text(
+    path: str, text: str, language: str | None = None, lexical: bool = False
+) -> list[Chunk]:
     """Chunks of one file. ``path`` is stored as given (workspace-relative, posix);
-    ``language`` None means ``detect_language(path)``. Never raises for any text."""
-    return [Chunk(path, *r) for r in chunk_records(path, text, language)]
+    ``language`` None means ``detect_language(path)``. Never raises for any text.
 
-
-ChunkRecord = tuple[
-    int, int, str, str | None, str, str, str, int | None, int | None, tuple[str, ...]
-]
-"""A chunk without its path, fields in :class:`Chunk` order: (start_line, end_line,
-kind, symbol, language, text, digest, unit_start, unit_end, also)."""
-
-
-def chunk_records(path: str, text: str, language: str | None = None) -> list[ChunkRecord]:
-    """:func:`chunk_text` as plain tuples: what the indexing workers send back to the
-    process that writes the index (tuples pickle several times faster than Chunks)."""
+    ``lexical``: fill each chunk's lexical index columns too (``Chunk.lexical``),
+    as the prepare stage does in its worker processes.
+    """
     text, lines = _split_lines(text)
     if language is None:
         language = detect_language(path, lines[0] if lines else None) or "text"
@@ -252,7 +233,22 @@ def chunk_records(path: str, text: str, language: str | None = None) -> list[Chu
         if unit is not None and (unit.start < s or unit.end > e):
             us, ue = unit.start + 1, unit.end + 1
         also = p[8] if len(p) > 8 else ()
-        out.append((s + 1, e + 1, kind, symbol, language, body, digest_text(body), us, ue, also))
+        out.append(
+            Chunk(
+                path,
+                s + 1,
+                e + 1,
+                kind,
+                symbol,
+                language,
+                body,
+                digest_text(body),
+                us,
+                ue,
+                also,
+                fts_columns(symbol, also, body) if lexical else None,
+            )
+        )
     return out
 
 
@@ -410,7 +406,7 @@ def _join(first: list[Any], second: list[Any]) -> list[Any]:
     if unit is not None:  # a definition's range holds every line its parts took in
         unit.start = min(unit.start, joined[0])
         unit.end = max(unit.end, joined[1])
-    # The other piece's definitions stay findable by name (see ChunkRecord).
+    # The other piece's definitions stay findable by name (see Chunk.also).
     other = second if main is first else first
     also = [*(main[8] if len(main) > 8 else ()), *(other[8] if len(other) > 8 else ())]
     if other[3] and other[3] != main[3]:
@@ -894,78 +890,3 @@ class _Tree:
                 last_end = we
         close()
         return pieces
-
-
-# --- preparing files for the index --------------------------------------------------
-# Here rather than in workspace.py so that an indexing worker process (spawned, so it
-# imports what it runs) needs only this module: workspace.py pulls in numpy, the store
-# and the search code, which tripled a worker's start-up time.
-
-
-@dataclass
-class Prepared:
-    """One file read, checked and chunked, ready to write (or to skip)."""
-
-    rel: str
-    size: int
-    mtime_ns: int
-    action: str  # "write", "skip", "touch" or "error"
-    reason: str | None = None
-    digest: str | None = None
-    language: str | None = None
-    # The chunks as the store takes them, FTS columns included (see Store.write_records).
-    records: list[FileRecord] = field(default_factory=list)
-
-
-def prepare_file(rel: str, path: str, size: int, mtime_ns: int, known_hash: str | None) -> Prepared:
-    """Everything about a file that needs no index: runs in a worker process too."""
-    try:
-        # open(), not Path.read_bytes(): pathlib's object set-up was 2% of a file's cost.
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        return Prepared(rel, size, mtime_ns, "error", reason=str(exc.strerror or exc))
-    reason = content_skip_reason(rel, data)
-    if reason is not None:
-        return Prepared(rel, size, mtime_ns, "skip", reason=reason)
-    digest = xxhash.xxh3_64_hexdigest(data)
-    if known_hash == digest:
-        return Prepared(rel, size, mtime_ns, "touch", digest=digest)
-    return prepare_text(rel, decode_text(data), size, mtime_ns, digest)
-
-
-def prepare_text(rel: str, text: str, size: int, mtime_ns: int, digest: str) -> Prepared:
-    try:
-        language = detect_language(rel, text[:200].partition("\n")[0]) or "text"
-        records = [
-            (*r[:9], *fts_columns(r[3], r[9], r[5])) for r in chunk_records(rel, text, language)
-        ]
-    except Exception as exc:  # a chunker bug must cost one file, never the run
-        log.warning("chunking %s failed: %s", rel, exc)
-        log.debug("chunker traceback", exc_info=True)
-        return Prepared(rel, size, mtime_ns, "error", reason=f"could not be chunked ({exc})")
-    return Prepared(rel, size, mtime_ns, "write", None, digest, language, records)
-
-
-def watch_parent(parent: int) -> None:
-    """In a worker: exit when the process that started it is gone (killed, say).
-
-    A pool's workers wait on their queue forever otherwise, and a killed
-    `kenning index` would leave them behind.
-    """
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(parent, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:
-                pass
-
-    threading.Thread(target=watch, name="kenning-parent-watch", daemon=True).start()
-
-
-def prepare_args(args: tuple[str, str, int, int, str | None]) -> Prepared:
-    return prepare_file(*args)

@@ -14,6 +14,11 @@ Rules, in the order they are applied to every path:
 
 Content checks (binary, generated header, minified) need the bytes,
 so they run when a file is read; see :func:`content_skip_reason`.
+
+This is also the first stage of an index run (``STAGE``): :func:`scan_changes`
+walks the root and holds what it finds against what the index holds, and its
+:class:`ScanPlan` says which files the prepare stage must read and which are gone.
+The indexing worker processes import this module: it imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -24,13 +29,31 @@ import os
 import re
 import stat
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pathspec
 
 from kenning.errors import UsageError, WorkspaceError
+
+STAGE = "scan"
+
+
+class KnownFile(Protocol):
+    """What the scan stage reads of a file's row in the index (a ``store.FileRow``):
+    the walk knows nothing of the store."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
+    @property
+    def hash(self) -> str | None: ...
+    @property
+    def skip_reason(self) -> str | None: ...
+
 
 # Folders a user never wants searched. Matched by name at any depth.
 VENDORED_DIRS = frozenset(
@@ -284,6 +307,66 @@ class ScanResult:
     def skip(self, rel: str, reason: str) -> None:
         self.skipped[reason] += 1
         self.skipped_paths.append((rel, reason))
+
+
+@dataclass(frozen=True, slots=True)
+class FileJob:
+    """A file the prepare stage must read: new, or changed since the index saw it."""
+
+    entry: FileEntry
+    # The content hash the index holds for the file: the same bytes are not
+    # chunked again.
+    known_hash: str | None = None
+
+    @classmethod
+    def of(cls, entry: FileEntry, row: KnownFile | None) -> FileJob:
+        """The job for ``entry``, whose row in the index is ``row`` (None: not there)."""
+        known = row.hash if row is not None and row.skip_reason is None else None
+        return cls(entry, known)
+
+
+@dataclass
+class ScanPlan:
+    """The scan stage's output: what one index run must do."""
+
+    scan: ScanResult
+    # To read, in path order.
+    todo: list[FileJob] = field(default_factory=list)
+    # Paths the index holds that are no longer there (or no longer belong).
+    gone: list[str] = field(default_factory=list)
+
+
+def scan_changes(
+    scanner: Scanner,
+    known: Mapping[str, KnownFile],
+    held: Callable[[str, KnownFile | None], bool],
+    recheck: bool,
+) -> ScanPlan:
+    """Walk the root and hold what is there against ``known`` (the index's rows).
+
+    A file whose (size, mtime) match its row is not read again, unless its row
+    records a content skip and ``recheck`` (the content rules changed since).
+    ``held(rel, row)``: the path is an editor buffer's (this process's, or a live
+    one of another process), so the disk is not what the index should hold.
+    """
+    scan = scanner.scan()
+    plan = ScanPlan(scan)
+    seen: set[str] = set()
+    for entry in scan.files:
+        seen.add(entry.rel)
+        row = known.get(entry.rel)
+        if (
+            row is not None
+            and row.size == entry.size
+            and row.mtime_ns == entry.mtime_ns
+            and (row.skip_reason is None or not recheck)
+        ):
+            continue
+        if held(entry.rel, row):
+            continue
+        plan.todo.append(FileJob.of(entry, row))
+    plan.gone = [p for p, row in known.items() if p not in seen and not held(p, row)]
+    return plan
 
 
 def compile_globs(globs: list[str], what: str) -> pathspec.PathSpec | None:

@@ -111,7 +111,7 @@ class IndexChanged:
 @dataclass(frozen=True)
 class Progress:
     root: Path
-    stage: str  # "scan", "chunk", "embed"
+    stage: str  # a stage module's STAGE: "scan", "prepare" or "embed" (see types.Progress)
     done: int
     total: int
 

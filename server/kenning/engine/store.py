@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import apsw
 import sqlite_vec
@@ -26,7 +27,7 @@ from kenning.engine.lexical import LexicalIndex
 from kenning.engine.migrations import MIGRATIONS, SCHEMA_VERSION
 from kenning.engine.sql import json_ids, one_row, transaction
 from kenning.engine.text import fts_columns, fts_path
-from kenning.engine.types import Chunk
+from kenning.engine.types import Chunk, ChunkRow
 from kenning.errors import HomeError, IndexBusyError, IndexCorruptError
 
 BUSY_TIMEOUT_MS = 10_000
@@ -44,21 +45,6 @@ class FileRow:
 
 
 @dataclass(frozen=True, slots=True)
-class ChunkRow:
-    id: int
-    path: str
-    start_line: int
-    end_line: int
-    kind: str
-    symbol: str | None
-    language: str
-    digest: str
-    text: str
-    unit_start: int | None = None
-    unit_end: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ChunkOutline:
     """A chunk's place, for search: ``unit_start`` is the first line of the
     definition it is one part of (None when it is whole); ``small`` says it has
@@ -73,16 +59,15 @@ class ChunkOutline:
     symbol: str | None = None
 
 
-FileRecord = tuple[int, int, str, str | None, str, str, str, int | None, int | None, str, str, str]
-"""One chunk of a file as :meth:`Store.write_records` takes it: (start_line, end_line,
-kind, symbol, language, text, digest, unit_start, unit_end, FTS symbol, FTS body, FTS
-name); the FTS columns are ``text.fts_symbol(symbol)``, ``text.fts_text(text)`` and
-``text.fts_name(symbol)``, computed by the caller (an indexing worker process)."""
-
+# In ChunkRow's order after the id (see _chunk_row).
 _CHUNK_COLS = (
-    "c.id, f.path, c.start_line, c.end_line, c.kind, c.symbol, c.language, c.digest, c.text,"
+    "c.id, f.path, c.start_line, c.end_line, c.kind, c.symbol, c.language, c.text, c.digest,"
     " c.unit_start, c.unit_end"
 )
+
+
+def _chunk_row(row: Sequence[Any]) -> ChunkRow:
+    return ChunkRow(*row[1:], id=row[0])
 
 
 def _connect(path: Path) -> apsw.Connection:
@@ -232,6 +217,11 @@ class Store:
         with self.write() as db:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    def set_meta_if_changed(self, key: str, value: str) -> None:
+        """:meth:`set_meta` that writes only a new value: a run with nothing to do stays cheap."""
+        if self.get_meta(key) != value:
+            self.set_meta(key, value)
+
     # -- files --------------------------------------------------------------
 
     def files(self) -> dict[str, FileRow]:
@@ -259,42 +249,13 @@ class Store:
         content_hash: str,
         language: str,
         chunks: Sequence[Chunk],
-        fts: Sequence[tuple[str, str, str]] | None = None,
     ) -> None:
         """Replace a file's chunks and FTS rows in one transaction.
 
-        ``fts`` holds each chunk's (symbol, body, name) as the FTS index takes them,
-        when a worker process has already computed them.
+        A chunk's lexical columns are computed here unless the prepare stage has
+        (``Chunk.lexical``, in a worker process); its path is ``path``.
         """
-        if fts is None:
-            fts = [fts_columns(ch.symbol, ch.also, ch.text) for ch in chunks]
-        records = [
-            (
-                ch.start_line,
-                ch.end_line,
-                ch.kind,
-                ch.symbol,
-                ch.language,
-                ch.text,
-                ch.digest,
-                ch.unit_start,
-                ch.unit_end,
-                *f,
-            )
-            for ch, f in zip(chunks, fts, strict=True)
-        ]
-        self.write_records(path, size, mtime_ns, content_hash, language, records)
-
-    def write_records(
-        self,
-        path: str,
-        size: int,
-        mtime_ns: int,
-        content_hash: str,
-        language: str,
-        records: Sequence[FileRecord],
-    ) -> None:
-        """:meth:`write_file` for chunks given as :data:`FileRecord` tuples."""
+        fts = [ch.lexical or fts_columns(ch.symbol, ch.also, ch.text) for ch in chunks]
         with self.write() as db:
             existed = db.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
             # Keyed by what is embedded: the text and the kind and symbol in its
@@ -326,22 +287,36 @@ class Store:
                 " language, text, digest, unit_start, unit_end, has_vector)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (base + n, file_id, n, *r[:9], int((r[6], r[2], r[3]) in kept))
-                    for n, r in enumerate(records)
+                    (
+                        base + n,
+                        file_id,
+                        n,
+                        c.start_line,
+                        c.end_line,
+                        c.kind,
+                        c.symbol,
+                        c.language,
+                        c.text,
+                        c.digest,
+                        c.unit_start,
+                        c.unit_end,
+                        int((c.digest, c.kind, c.symbol) in kept),
+                    )
+                    for n, c in enumerate(chunks)
                 ],
             )
             fts_path_words = fts_path(path)
             db.executemany(
                 "INSERT INTO chunks_fts(rowid, symbol, body, path, name) VALUES (?, ?, ?, ?, ?)",
-                [(base + n, r[9], r[10], fts_path_words, r[11]) for n, r in enumerate(records)],
+                [(base + n, f[0], f[1], fts_path_words, f[2]) for n, f in enumerate(fts)],
             )
             if kept:
                 db.executemany(
                     "INSERT INTO vectors(chunk_id, bits, vec) VALUES (?, ?, ?)",
                     [
-                        (base + n, *kept[r[6], r[2], r[3]])
-                        for n, r in enumerate(records)
-                        if (r[6], r[2], r[3]) in kept
+                        (base + n, *kept[c.digest, c.kind, c.symbol])
+                        for n, c in enumerate(chunks)
+                        if (c.digest, c.kind, c.symbol) in kept
                     ],
                 )
 
@@ -433,7 +408,7 @@ class Store:
             " WHERE c.id IN (SELECT value FROM json_each(?))",
             (json_ids(ids),),
         )
-        return {r[0]: ChunkRow(*r) for r in rows}
+        return {r[0]: _chunk_row(r) for r in rows}
 
     def outlines(self, ids: Sequence[int], min_lines: int) -> dict[int, ChunkOutline]:
         """What search needs to know of each chunk in ``ids`` beyond its score."""
@@ -454,7 +429,17 @@ class Store:
             " WHERE f.path = ? ORDER BY c.ord",
             (path,),
         )
-        return [ChunkRow(*r) for r in rows]
+        return [_chunk_row(r) for r in rows]
+
+    def pending_chunks(self, limit: int) -> list[ChunkRow]:
+        """Chunks still waiting for a vector (the embed stage's queue), newest first:
+        the code just edited is what the user searches next."""
+        rows = self.reader().execute(
+            f"SELECT {_CHUNK_COLS} FROM chunks c JOIN files f ON f.id = c.file_id"
+            " WHERE c.has_vector = 0 ORDER BY c.id DESC LIMIT ?",
+            (limit,),
+        )
+        return [_chunk_row(r) for r in rows]
 
     def chunk_at(self, path: str, line: int, near: int = 0) -> ChunkRow | None:
         """The innermost chunk holding ``line`` (1-based) of ``path``.
@@ -475,7 +460,7 @@ class Store:
             )
             .fetchone()
         )
-        return ChunkRow(*row) if row else None
+        return _chunk_row(row) if row else None
 
     def counts(self) -> dict[str, int]:
         generation = self.get_meta("generation")

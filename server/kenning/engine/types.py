@@ -1,8 +1,31 @@
-"""Plain data shared by every stage of the engine."""
+"""Plain data shared by every stage of the engine.
+
+One chunk record goes through the whole index pipeline: the chunker makes a
+:class:`Chunk`, the prepare stage sends it across the worker-process boundary
+(as a plain tuple, converted in one place: ``prepare.Prepared.to_tuple``), the
+persist stage writes it, and the index gives it back as a :class:`ChunkRow`, the
+same record with the id it was stored under, which is what the embed stage and
+the queries read. :class:`SearchHit` is not a chunk but an answer: a scored place
+in a file with a snippet, which may come from another machine (a shard) and is
+turned into JSON only at the door.
+
+Each stage of an index run (``scan``, ``prepare``, ``persist``, ``embed``) is a
+module with a ``STAGE`` name; a :data:`Progress` callback hears that name.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+# progress(stage, done, total): ``stage`` is a stage module's STAGE ("scan",
+# "prepare" or "embed"; "persist" keeps pace with "prepare" and has no count of
+# its own); ``total`` is 0 while unknown.
+Progress = Callable[[str, int, int], None]
+
+
+class Cancelled(Exception):
+    """Raised inside an index run's stages when its cancel event is set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +52,18 @@ class Chunk:
     # Symbols of the other definitions the chunk holds: a one-line function too
     # small to stand alone shares its neighbour's chunk. Searchable by name; not stored.
     also: tuple[str, ...] = ()
+    # The chunk's (symbol, body, name) columns of the lexical index
+    # (``text.fts_columns``), when the prepare stage has computed them in a worker
+    # process; None: the store computes them when it writes the chunk. Not read back.
+    lexical: tuple[str, str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkRow(Chunk):
+    """A chunk as the index holds it: the same record, with the id it was stored
+    under (``also`` and ``lexical`` are not read back)."""
+
+    id: int
 
 
 @dataclass(slots=True)

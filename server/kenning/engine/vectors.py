@@ -25,7 +25,6 @@ import numpy as np
 from kenning.engine.home import SQLITE_COMPANIONS, open_owned, repair, sqlite_problem
 from kenning.engine.sql import json_ids, json_strs, one_row, transaction
 from kenning.engine.store import BUSY_TIMEOUT_MS, Store
-from kenning.engine.text import embed_header, embed_input, embed_key
 from kenning.errors import DamagedFileError, HomeError
 
 T = TypeVar("T")
@@ -219,23 +218,6 @@ class VectorIndex:
         return self.store.get_meta("vector_model")
 
     # -- writing ------------------------------------------------------------
-
-    def pending(self, limit: int) -> list[tuple[int, str, str]]:
-        """(chunk id, cache key, text to embed) of chunks still waiting for a vector.
-
-        The text is the chunk's code under its header (see text.embed_header).
-        """
-        # Newest first: the code just edited is what the user searches next.
-        rows = self.store.reader().execute(
-            "SELECT c.id, c.digest, c.text, f.path, c.language, c.kind, c.symbol FROM chunks c"
-            " JOIN files f ON f.id = c.file_id WHERE c.has_vector = 0 ORDER BY c.id DESC LIMIT ?",
-            (limit,),
-        )
-        out = []
-        for cid, digest, text, path, language, kind, symbol in rows:
-            header = embed_header(path, language, kind, symbol)
-            out.append((cid, embed_key(header, digest), embed_input(header, text)))
-        return out
 
     def pending_count(self) -> int:
         return int(

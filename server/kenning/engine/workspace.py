@@ -1,26 +1,28 @@
-"""A workspace index: scan -> read and chunk -> persist -> embed, incrementally.
+"""A workspace index: scan -> prepare -> persist -> embed, incrementally.
 
-One :class:`Index` per workspace root, stored under ``KENNING_HOME``. A refresh
-does only the work that changed: files whose (size, mtime) match the index are
-not opened; files whose bytes hash the same are not re-chunked; chunks whose
-digest has a vector (in this index or in the shared cache) are not re-embedded.
-Each stage is resumable: a killed run leaves committed files and vectors
-behind, and the next run picks up the files and the chunks still pending.
+One :class:`Index` per workspace root, stored under ``KENNING_HOME``: a facade
+over the stages of an index run, one module each (``scan.py``: which files
+changed; ``prepare.py``: read and chunk them, in worker processes on a big run;
+``persist.py``: write them, whole files per transaction; ``embed.py``: vectors
+for the chunks still pending), plus the queries and the status report.
+
+A refresh does only the work that changed: files whose (size, mtime) match the
+index are not opened; files whose bytes hash the same are not re-chunked; chunks
+whose digest has a vector (in this index or in the shared cache) are not
+re-embedded. Each stage is resumable: a killed run leaves committed files and
+vectors behind, and the next run picks up the files and the chunks still pending.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -30,22 +32,29 @@ import numpy as np
 import xxhash
 
 from kenning.config import Settings, kenning_home
-from kenning.engine.chunking import Prepared, prepare_args, prepare_file, prepare_text, watch_parent
+from kenning.engine import scan
+from kenning.engine.embed import Embedded, embed_pending
 from kenning.engine.embedder import Embedder, model_of_space, plan_embedding, precision_of
 from kenning.engine.home import check_home, open_owned
 from kenning.engine.languages import language_filter
 from kenning.engine.locks import RunLock, buffer_owners, busy_note
+from kenning.engine.persist import Persisted, Persister
+from kenning.engine.prepare import prepare_files, prepare_job
 from kenning.engine.scan import (
     CONTENT_RULES,
     FileEntry,
+    FileJob,
+    KnownFile,
     Scanner,
     content_skip_reason,
     decode_text,
     filter_spec,
+    scan_changes,
 )
 from kenning.engine.search import Searcher, SearchResult, to_hit
 from kenning.engine.store import ChunkRow, FileRow, Store
 from kenning.engine.templates import TemplateLibrary, TemplateMatch
+from kenning.engine.types import Cancelled, Progress
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.errors import (
     LocationError,
@@ -61,29 +70,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# (stage, done, total): stage is "scan", "chunk" or "embed".
-Progress = Callable[[str, int, int], None]
 # A callable may return None until the model has loaded (searches are lexical meanwhile).
 EmbedderSource = Embedder | Callable[[], Embedder | None] | None
 
-# Small enough that a cancel (a newer edit) waits at most a second or two.
-EMBED_BATCH = 64
-# A batch of files is read and chunked first, then written in one transaction:
-# another process's small writes (an editor buffer) wait only for the writing.
-COMMIT_MAX_FILES = 200
-COMMIT_EVERY_S = 0.5
-# Files removed per transaction: a branch switch may remove thousands.
-DELETE_BATCH = 200
-# Worker processes pay for themselves (start-up, imports) only on big runs.
-PARALLEL_MIN_FILES = 256
 LATENCY_WINDOW = 500
 # `kenning status --skipped` lists at most this many files left out by the path
 # rules (the counts are always complete).
 MAX_SKIPPED_LISTED = 10_000
-
-
-class Cancelled(Exception):
-    """Raised inside a refresh when its cancel event is set."""
 
 
 @dataclass(frozen=True)
@@ -158,17 +151,6 @@ def open_store(path: Path) -> tuple[Store, bool]:
     return open_owned(path, Store)
 
 
-def _worker_pool(workers: int) -> ProcessPoolExecutor:
-    """Processes that chunk files for an index run."""
-    # spawn: the language server has threads, which fork would copy mid-flight.
-    return ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=watch_parent,
-        initargs=(os.getpid(),),
-    )
-
-
 class Index:
     """The incremental index of one workspace root."""
 
@@ -211,6 +193,8 @@ class Index:
         self.run_lock = RunLock(db.parent / "indexing.lock", owner)
         self.owners = buffer_owners(self.home / "locks")
         self.vectors = VectorIndex(self.store)
+        # The persist stage: every write of files and chunks goes through it.
+        self.persist = Persister(self.store)
         self.searcher = Searcher(self.store, self.vectors)
         self._embedder_source = embedder
         self._embedder: Embedder | None = embedder if _is_embedder(embedder) else None
@@ -221,9 +205,8 @@ class Index:
         self._buffers: dict[str, str] = {}
         self._latencies: deque[float] = deque(self._load_latencies(), maxlen=LATENCY_WINDOW)
         self._templates: TemplateLibrary | None = None
-        # Listeners and the paths written since they were last told.
+        # Listeners (the paths written since they were last told: persist.touched).
         self._listeners: tuple[IndexListener, ...] = ()
-        self._touched: set[str] = set()
         self._warm_lock = threading.Lock()
 
     # -- embedder -----------------------------------------------------------
@@ -289,7 +272,7 @@ class Index:
         self._listeners = tuple(fn for fn in self._listeners if fn is not listener)
 
     def _notify(self, paths: Sequence[str] = (), vectors: bool = False) -> None:
-        touched, self._touched = self._touched, set()
+        touched = self.persist.take_touched()
         touched.update(paths)
         listeners = self._listeners
         if not listeners or (not touched and not vectors):
@@ -300,13 +283,6 @@ class Index:
                 listener(change)
             except Exception:
                 log.error("an index listener failed", exc_info=True)
-
-    def _delete_files(self, paths: Sequence[str]) -> int:
-        self._touched.update(paths)
-        return sum(
-            self.store.delete_files(paths[i : i + DELETE_BATCH])
-            for i in range(0, len(paths), DELETE_BATCH)
-        )
 
     # -- paths --------------------------------------------------------------
 
@@ -360,12 +336,12 @@ class Index:
                 return report
             try:
                 try:
-                    self._refresh_files(report, progress, cancel)
+                    self._index_files(report, progress, cancel)
                     if embed and self.embedder is not None:
                         deadline = (
                             None if embed_budget_s is None else time.perf_counter() + embed_budget_s
                         )
-                        self._embed_pending(report, progress, cancel, deadline)
+                        self._embed(report, progress, cancel, deadline)
                 except Cancelled:
                     report.cancelled = True
                 self._fill_report(report, started)
@@ -402,7 +378,7 @@ class Index:
         """Who else is running on this index now (see :class:`RunLock`), or None."""
         return self.run_lock.holder()
 
-    def _foreign_buffer(self, row: FileRow | None) -> bool:
+    def _foreign_buffer(self, row: KnownFile | None) -> bool:
         """Whether ``row`` holds a live editor buffer of another process."""
         return (
             row is not None
@@ -411,151 +387,51 @@ class Index:
             and self.owners.alive(row.mtime_ns)
         )
 
-    def _refresh_files(
+    def _index_files(
         self, report: IndexReport, progress: Progress | None, cancel: threading.Event | None
     ) -> None:
+        """The file stages of a run: scan, then prepare and persist what changed."""
         if progress:
-            progress("scan", 0, 0)
-        scan = self.scanner.scan()
+            progress(scan.STAGE, 0, 0)
         known = self.store.files()
-        self._restore_buffers(known)
+        self.persist.restore_buffers(self._buffers, known, self.owners.mark)
         # Files skipped for their content under older rules get another look.
         recheck = self.store.get_meta("content_rules") != CONTENT_RULES
-        todo: list[tuple[FileEntry, FileRow | None]] = []
-        seen: set[str] = set()
-        for entry in scan.files:
-            seen.add(entry.rel)
-            if entry.rel in self._buffers:
-                continue
-            row = known.get(entry.rel)
-            if (
-                row is not None
-                and row.size == entry.size
-                and row.mtime_ns == entry.mtime_ns
-                and (row.skip_reason is None or not recheck)
-            ):
-                continue
-            if self._foreign_buffer(row):
-                continue
-            todo.append((entry, row))
-        gone = [
-            p
-            for p, row in known.items()
-            if p not in seen and p not in self._buffers and not self._foreign_buffer(row)
-        ]
-        report.deleted = self._delete_files(gone)
-        done = 0
-        prepared = self._prepared(todo)
+        plan = scan_changes(
+            self.scanner,
+            known,
+            lambda rel, row: rel in self._buffers or self._foreign_buffer(row),
+            recheck,
+        )
+        written = Persisted()
+        report.deleted = self.persist.delete(plan.gone)
+        prepared = prepare_files(plan.todo, self.workers, self.offload)
         try:
-            while done < len(todo):
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled
-                # Several whole files per transaction: each file is still all or
-                # nothing, and FTS5 pays its per-commit segment flush once. They
-                # are read and chunked before the transaction opens, so it lasts
-                # only as long as the writing.
-                deadline = time.perf_counter() + COMMIT_EVERY_S
-                batch: list[Prepared] = []
-                for prep in prepared:
-                    batch.append(prep)
-                    if len(batch) >= COMMIT_MAX_FILES or time.perf_counter() > deadline:
-                        break
-                if not batch:
-                    break
-                with self.store.write():
-                    for prep in batch:
-                        self._apply(prep, report)
-                done += len(batch)
-                if progress:
-                    progress("chunk", done, len(todo))
+            self.persist.write_all(prepared, len(plan.todo), written, progress, cancel)
         finally:
             # Shuts the worker pool down now, not whenever the generator is collected.
             prepared.close()
-        reasons = dict(scan.skipped)
+            _add_persisted(report, written)
+        reasons = dict(plan.scan.skipped)
         for reason, n in self.store.skip_reasons().items():
             reasons[reason] = reasons.get(reason, 0) + n
         report.skip_reasons = reasons
         report.skipped = sum(reasons.values())
         # Written only when they change: a refresh with nothing to do stays cheap.
-        self._set_meta_if_changed("skip_reasons", json.dumps(reasons, sort_keys=True))
+        self.store.set_meta_if_changed("skip_reasons", json.dumps(reasons, sort_keys=True))
         # Content skips are rows of the files table; the rest is kept here for
         # `kenning status --skipped`. Failed reads are tried again every run.
-        listed = [[p, r, None] for p, r in sorted(scan.skipped_paths)]
+        listed = [[p, r, None] for p, r in sorted(plan.scan.skipped_paths)]
         listed += [[p, "error", why] for p, why in sorted(report.failed)]
-        self._set_meta_if_changed("skipped_paths", json.dumps(listed[:MAX_SKIPPED_LISTED]))
+        self.store.set_meta_if_changed("skipped_paths", json.dumps(listed[:MAX_SKIPPED_LISTED]))
         if recheck:
             self.store.set_meta("content_rules", CONTENT_RULES)
 
-    def _set_meta_if_changed(self, key: str, value: str) -> None:
-        if self.store.get_meta(key) != value:
-            self.store.set_meta(key, value)
-
     def _index_entry(self, entry: FileEntry, row: FileRow | None, report: IndexReport) -> None:
-        known = row.hash if row is not None and row.skip_reason is None else None
-        self._apply(
-            prepare_file(entry.rel, str(entry.path), entry.size, entry.mtime_ns, known), report
-        )
-
-    def _apply(self, prep: Prepared, report: IndexReport | None) -> None:
-        if prep.action == "error":
-            if report is not None:
-                report.errors.append(f"{prep.rel}: {prep.reason}")
-                report.failed.append((prep.rel, prep.reason or "error"))
-        elif prep.action == "skip":
-            self.store.skip_file(prep.rel, prep.size, prep.mtime_ns, prep.reason or "unfit")
-            self._touched.add(prep.rel)
-        elif prep.action == "touch":
-            self.store.touch_file(prep.rel, prep.size, prep.mtime_ns)
-        else:
-            assert prep.digest is not None and prep.language is not None
-            self.store.write_records(
-                prep.rel, prep.size, prep.mtime_ns, prep.digest, prep.language, prep.records
-            )
-            self._touched.add(prep.rel)
-            if report is not None:
-                report.changed += 1
-
-    def _write_text(
-        self, rel: str, text: str, size: int, mtime_ns: int, digest: str, report: IndexReport | None
-    ) -> None:
-        self._apply(prepare_text(rel, text, size, mtime_ns, digest), report)
-
-    def _prepared(self, todo: list[tuple[FileEntry, FileRow | None]]) -> Generator[Prepared]:
-        """The files of ``todo`` prepared in order: in worker processes for a big cold run."""
-        args = [
-            (
-                e.rel,
-                str(e.path),
-                e.size,
-                e.mtime_ns,
-                r.hash if r is not None and r.skip_reason is None else None,
-            )
-            for e, r in todo
-        ]
-        workers = min(self.workers, len(todo) // PARALLEL_MIN_FILES)
-        if workers < 2 and not (self.offload and workers == 1):
-            for a in args:
-                yield prepare_file(*a)
-            return
-        taken = 0
-        try:
-            pool = _worker_pool(workers)
-        except OSError as exc:  # no processes to be had (limits, a sandbox)
-            log.warning("could not start indexing worker processes (%s); chunking here", exc)
-        else:
-            try:
-                for prep in pool.map(prepare_args, args, chunksize=16):
-                    yield prep
-                    taken += 1
-                return
-            except (BrokenProcessPool, OSError) as exc:
-                # A worker killed (out of memory, say) or a process that would not
-                # start: the files not yet done are chunked here instead.
-                log.warning("indexing worker processes failed (%s); chunking the rest here", exc)
-            finally:
-                pool.shutdown(cancel_futures=True)
-        for a in args[taken:]:
-            yield prepare_file(*a)
+        """Prepare and persist one file, here and now (a watcher's or a closed buffer's)."""
+        written = Persisted()
+        self.persist.write(prepare_job(FileJob.of(entry, row)), written)
+        _add_persisted(report, written)
 
     # -- editor buffers -----------------------------------------------------
 
@@ -570,44 +446,14 @@ class Index:
         if self.scanner.accepts(rel, len(data)) is not None or content_skip_reason(rel, data):
             self.drop_buffer(rel, reload=False)
             return False
-        digest = xxhash.xxh3_64_hexdigest(data)
         # The mtime of a buffer's row is this process's mark (minus its pid): the
         # next refresh after the buffer closes, or after this process is gone,
         # reads the file from disk again, and none meanwhile (see BufferOwners).
-        mark = self.owners.mark
         with self._refresh_lock:
             self._buffers[rel] = text
-            self._write_buffer(rel, text, len(data), digest, mark, self.store.file(rel))
+            self.persist.write_buffer(rel, text, self.owners.mark, self.store.file(rel))
         self._notify([rel])
         return True
-
-    def _write_buffer(
-        self, rel: str, text: str, size: int, digest: str, mark: int, row: FileRow | None
-    ) -> bool:
-        if not size:
-            # Like an empty file on disk, which a scan leaves out: no row at all.
-            return self._delete_files([rel]) > 0
-        if row is None or row.hash != digest or row.skip_reason is not None:
-            self._write_text(rel, text, size, mark, digest, None)
-            return True
-        if row.mtime_ns != mark:
-            self.store.touch_file(rel, size, mark)
-        return False
-
-    def _restore_buffers(self, known: dict[str, FileRow]) -> None:
-        """Write back buffers that another process's run replaced (it read the
-        file on disk while this process's mark was not yet on the row)."""
-        if not self._buffers:
-            return
-        mark = self.owners.mark
-        for rel, text in self._buffers.items():
-            row = known.get(rel)
-            if (row is None and not text) or (row is not None and row.mtime_ns == mark):
-                continue
-            data = text.encode("utf-8", errors="replace")
-            digest = xxhash.xxh3_64_hexdigest(data)
-            if self._write_buffer(rel, text, len(data), digest, mark, row):
-                self._touched.add(rel)
 
     def drop_buffer(self, path: str | Path, reload: bool = True) -> None:
         """Stop using an editor buffer; the file on disk (if any) is indexed again."""
@@ -624,14 +470,14 @@ class Index:
             return  # another editor's buffer of the same file: it is that one's now
         file = self.root / rel
         if not file.is_file():
-            self._delete_files([rel])
+            self.persist.delete([rel])
             return
         st = file.stat()
         entry = FileEntry(rel, file, st.st_size, st.st_mtime_ns)
         if self.scanner.accepts(rel, st.st_size) is None:
             self._index_entry(entry, row, IndexReport())
         else:
-            self._delete_files([rel])
+            self.persist.delete([rel])
 
     def refresh_paths(self, paths: Sequence[str | Path]) -> IndexReport:
         """Re-read just these files (a watcher saw them change), without a full scan."""
@@ -646,11 +492,11 @@ class Index:
                     continue
                 file = self.root / rel
                 if not file.is_file():
-                    report.deleted += self._delete_files([rel])
+                    report.deleted += self.persist.delete([rel])
                     continue
                 st = file.stat()
                 if self.scanner.accepts(rel, st.st_size) is not None:
-                    report.deleted += self._delete_files([rel])
+                    report.deleted += self.persist.delete([rel])
                     continue
                 if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
                     continue
@@ -673,7 +519,7 @@ class Index:
             if report.indexing_by is not None:
                 return report
             try:
-                self._embed_pending(report, progress, cancel)
+                self._embed(report, progress, cancel)
             except Cancelled:
                 report.cancelled = True
             finally:
@@ -681,7 +527,7 @@ class Index:
         self._notify(vectors=report.embedded + report.cached > 0)
         return report
 
-    def _embed_pending(
+    def _embed(
         self,
         report: IndexReport,
         progress: Progress | None,
@@ -690,79 +536,14 @@ class Index:
     ) -> None:
         embedder = self.embedder
         assert embedder is not None
-        self.vectors.ensure_model(embedder.space, embedder.dims)
-        total = self.vectors.pending_count()
-        before = embedder.stats.snapshot()
-        done = 0
-        while True:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled
-            if deadline is not None and time.perf_counter() > deadline:
-                break
-            batch = self.vectors.pending(EMBED_BATCH)
-            if not batch:
-                break
-            digests = list({d for _, d, _ in batch})
-            width = 4 * embedder.dims
-            # A cached vector of another length was made by another model that
-            # went by the same id (a folder model replaced in place): embed again.
-            found = {
-                d: v
-                for d, v in self.cache.get_many(embedder.space, digests).items()
-                if len(v) == width
-            }
-            missing = {d: t for _, d, t in batch if d not in found}
-            if missing:
-                vecs = embedder.embed_documents(list(missing.values()))
-                fresh = [(d, vecs[i].astype(np.float32).tobytes()) for i, d in enumerate(missing)]
-                self.cache.put_many(embedder.space, fresh)
-                found.update(fresh)
-            ids = [cid for cid, _, _ in batch]
-            matrix = np.stack([np.frombuffer(found[d], dtype=np.float32) for _, d, _ in batch])
-            if not self.vectors.write(ids, matrix, embedder.space) and (
-                self.vectors.model_id != embedder.space
-            ):
-                # Another process switched the index to another model meanwhile:
-                # its vectors stay; taking the index back would only start a tug of war.
-                log.info(
-                    "%s: another process re-embeds this index with %s; stopping",
-                    self.root,
-                    self.vectors.model_id,
-                )
-                break
-            report.embedded += len(missing)
-            report.cached += len(batch) - len(missing)
-            done += len(batch)
-            if progress:
-                progress("embed", done, max(total, done))
-        if report.embedded:
-            # The model ran, so its session (and device) exists: say in the
-            # index what made its vectors, for `status` in a process that
-            # never loads the model. Written once, not on every run.
-            made_by = {
-                "space": embedder.space,
-                "model": embedder.model_id,
-                "device": embedder.device,
-                "precision": precision_of(embedder),
-            }
-            self._set_meta_if_changed("embedded_with", json.dumps(made_by, sort_keys=True))
-        after = embedder.stats.snapshot()
-        spent = float(after["seconds"]) - float(before["seconds"])
-        if spent > 0:
-            tokens = int(after["tokens"]) - int(before["tokens"])
-            texts = int(after["texts"]) - int(before["texts"])
-            self.store.set_meta(
-                "embed_rate",
-                json.dumps(
-                    {
-                        "chunks_per_s": round(texts / spent, 1),
-                        "tokens_per_s": round(tokens / spent, 1),
-                        "chunks": texts,
-                        "tokens": tokens,
-                        "seconds": round(spent, 3),
-                    }
-                ),
+        done = Embedded()
+        try:
+            embed_pending(
+                self.vectors, self.cache, embedder, done, progress, cancel, deadline, self.root
             )
+        finally:
+            report.embedded += done.embedded
+            report.cached += done.cached
 
     # -- queries ------------------------------------------------------------
 
@@ -1083,3 +864,9 @@ def _percentile(values: list[float], pct: float) -> float | None:
 
 def _is_embedder(obj: object) -> TypeGuard[Embedder]:
     return obj is not None and hasattr(obj, "embed_documents")
+
+
+def _add_persisted(report: IndexReport, written: Persisted) -> None:
+    report.changed += written.changed
+    report.errors += [f"{path}: {why}" for path, why in written.failed]
+    report.failed += written.failed

@@ -19,13 +19,16 @@ from typing import Any
 
 from lsprotocol import types as lsp
 
+from kenning.engine import embed, prepare, scan
+
 log = logging.getLogger(__name__)
 
-# Each stage fills its share of one bar that only ever grows.
+# Each stage fills its share of one bar that only ever grows (persist keeps pace
+# with prepare and reports through its count).
 STAGES: dict[str, tuple[int, int, str]] = {
-    "scan": (0, 5, "scanning files"),
-    "chunk": (5, 40, "reading {done}/{total} files"),
-    "embed": (40, 100, "embedding {done}/{total} chunks"),
+    scan.STAGE: (0, 5, "scanning files"),
+    prepare.STAGE: (5, 40, "reading {done}/{total} files"),
+    embed.STAGE: (40, 100, "embedding {done}/{total} chunks"),
 }
 MIN_INTERVAL_S = 0.2
 _tokens = itertools.count(1)

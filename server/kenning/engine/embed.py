@@ -1,0 +1,139 @@
+"""The embed stage: chunks still waiting for a vector -> vectors, through the shared cache.
+
+Input: the pending chunks the persist stage left (``Store.pending_chunks``,
+:class:`~kenning.engine.types.ChunkRow` records, newest first). Output:
+:class:`Embedded`, how many were embedded by the model and how many came from
+the cache. The model itself (loading, devices, batching) is ``embedder.py``'s.
+
+Resumable: each batch's vectors are committed on their own, so a killed or
+cancelled run leaves the rest pending for the next.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kenning.engine.embedder import Embedder, precision_of
+from kenning.engine.text import embed_header, embed_input, embed_key
+from kenning.engine.types import Cancelled, ChunkRow, Progress
+from kenning.engine.vectors import EmbeddingCache, VectorIndex
+
+log = logging.getLogger(__name__)
+
+STAGE = "embed"
+# Small enough that a cancel (a newer edit) waits at most a second or two.
+EMBED_BATCH = 64
+
+
+@dataclass
+class Embedded:
+    """What the embed stage did: filled in as it goes, so a cancelled run still
+    says what it did."""
+
+    # Chunks the model embedded.
+    embedded: int = 0
+    # Chunks whose vector came from the shared cache.
+    cached: int = 0
+
+
+def embed_inputs(rows: list[ChunkRow]) -> list[tuple[str, str]]:
+    """(cache key, text to embed) of each chunk: its code under its header (see
+    text.embed_header), keyed by both."""
+    out = []
+    for row in rows:
+        header = embed_header(row.path, row.language, row.kind, row.symbol)
+        out.append((embed_key(header, row.digest), embed_input(header, row.text)))
+    return out
+
+
+def embed_pending(
+    vectors: VectorIndex,
+    cache: EmbeddingCache,
+    embedder: Embedder,
+    out: Embedded,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    deadline: float | None = None,
+    root: Path | None = None,
+) -> None:
+    """Embed the index's pending chunks, batch by batch, until none is left, the
+    ``deadline`` (a ``time.perf_counter()`` value) passes, or another process
+    takes the index to another model; raises :class:`Cancelled` between batches."""
+    store = vectors.store
+    vectors.ensure_model(embedder.space, embedder.dims)
+    total = vectors.pending_count()
+    before = embedder.stats.snapshot()
+    done = 0
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        rows = store.pending_chunks(EMBED_BATCH)
+        if not rows:
+            break
+        batch = embed_inputs(rows)
+        digests = list({d for d, _ in batch})
+        width = 4 * embedder.dims
+        # A cached vector of another length was made by another model that
+        # went by the same id (a folder model replaced in place): embed again.
+        found = {
+            d: v for d, v in cache.get_many(embedder.space, digests).items() if len(v) == width
+        }
+        missing = {d: t for d, t in batch if d not in found}
+        if missing:
+            vecs = embedder.embed_documents(list(missing.values()))
+            fresh = [(d, vecs[i].astype(np.float32).tobytes()) for i, d in enumerate(missing)]
+            cache.put_many(embedder.space, fresh)
+            found.update(fresh)
+        ids = [row.id for row in rows]
+        matrix = np.stack([np.frombuffer(found[d], dtype=np.float32) for d, _ in batch])
+        if not vectors.write(ids, matrix, embedder.space) and (vectors.model_id != embedder.space):
+            # Another process switched the index to another model meanwhile:
+            # its vectors stay; taking the index back would only start a tug of war.
+            log.info(
+                "%s: another process re-embeds this index with %s; stopping",
+                root or store.path,
+                vectors.model_id,
+            )
+            break
+        out.embedded += len(missing)
+        out.cached += len(batch) - len(missing)
+        done += len(batch)
+        if progress:
+            progress(STAGE, done, max(total, done))
+    if out.embedded:
+        # The model ran, so its session (and device) exists: say in the
+        # index what made its vectors, for `status` in a process that
+        # never loads the model. Written once, not on every run.
+        made_by = {
+            "space": embedder.space,
+            "model": embedder.model_id,
+            "device": embedder.device,
+            "precision": precision_of(embedder),
+        }
+        store.set_meta_if_changed("embedded_with", json.dumps(made_by, sort_keys=True))
+    after = embedder.stats.snapshot()
+    spent = float(after["seconds"]) - float(before["seconds"])
+    if spent > 0:
+        tokens = int(after["tokens"]) - int(before["tokens"])
+        texts = int(after["texts"]) - int(before["texts"])
+        store.set_meta(
+            "embed_rate",
+            json.dumps(
+                {
+                    "chunks_per_s": round(texts / spent, 1),
+                    "tokens_per_s": round(tokens / spent, 1),
+                    "chunks": texts,
+                    "tokens": tokens,
+                    "seconds": round(spent, 3),
+                }
+            ),
+        )
