@@ -95,6 +95,16 @@ def test_the_query_finds_the_code_that_does_it(embedder: OnnxEmbedder) -> None:
     assert scores.argmax() == 2
 
 
+def test_queries_in_one_batch_are_the_queries_one_by_one(embedder: OnnxEmbedder) -> None:
+    # A shard endpoint batches concurrent searches; each must read as if alone.
+    queries = ["parse a json config file", "retry with backoff", "x"]
+    before = embedder.stats.texts
+    batched = embedder.embed_queries(queries)
+    alone = np.stack([embedder.embed_query(q) for q in queries])
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    assert embedder.stats.texts == before  # queries do not count as indexing work
+
+
 def test_batches_give_the_same_vectors_as_one_by_one(resolved: models.ResolvedModel) -> None:
     # Two runs at once: a text's vector must not depend on what runs beside it.
     embedder = OnnxEmbedder(resolved, device="cpu", threads=2)

@@ -267,10 +267,10 @@ def _build(
     manifest = read_manifest(out)
     if not todo and manifest is not None and not any(_pending_count(s) for s in stores):
         # Nothing to read or embed: no Ray, no model.
-        report = {"changed": 0, "embedded": 0, "cached": 0, "errors": []}
-        report["deleted"] = sum(stores[i].delete_files(g) for i, g in enumerate(gone) if g)
+        nothing: dict[str, Any] = {"changed": 0, "embedded": 0, "cached": 0, "errors": []}
+        nothing["deleted"] = sum(stores[i].delete_files(g) for i, g in enumerate(gone) if g)
         probe = {k: manifest.get(k) for k in ("space", "model", "dims", "device")}
-        return _finish(sources, out, stores, manifest, probe, report, skip_reasons, 0, started)
+        return _finish(sources, out, stores, manifest, probe, nothing, skip_reasons, 0, started)
     ray = _init_ray(address, _forwarded_env())
     # What is free, not what exists: a build beside a running `cluster serve`
     # (its replicas hold CPUs) must fit in the rest, or its tasks wait forever.
@@ -344,7 +344,7 @@ def _build(
 
 def _pending_count(store: Store) -> int:
     row = store.reader().execute("SELECT count(*) FROM chunks WHERE has_vector = 0").fetchone()
-    return int(row[0])
+    return int(row[0]) if row else 0
 
 
 def _finish(

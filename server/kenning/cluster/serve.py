@@ -128,10 +128,9 @@ class QueryEmbedder:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def _queries(self, texts: list[str]) -> list[np.ndarray]:
         emb = self.embedder
-        run = getattr(emb, "_embed_with", None)
-        if run is not None:  # one batch through the session, with the query prefix
-            vecs = run(emb._ensure_session(), texts, emb.model.card.query_prefix, count=False)
-            return list(vecs)
+        batched = getattr(emb, "embed_queries", None)
+        if batched is not None:  # one batch through the session, with the query prefix
+            return list(batched(texts))
         return [emb.embed_query(t) for t in texts]
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
@@ -424,15 +423,20 @@ def build_app(out: Path, token: str, threads: int = 1) -> Any:
     # The query embedder must land in the vector space the shards were built in
     # (int8 or fp32 arithmetic of the same model give different vectors).
     precision = "int8" if space.endswith(INT8_SPACE) else "fp32"
-    embedder = QueryEmbedder.options(
+    # serve.deployment turns each class into a Deployment (options, bind), which
+    # mypy cannot see through the decorator.
+    embedder = QueryEmbedder.options(  # type: ignore[attr-defined]
         ray_actor_options={
             "num_cpus": EMBEDDER_CPUS,
             "runtime_env": {"env_vars": {"KENNING_PRECISION": precision}},
         }
     ).bind(manifest.get("model"), threads)
-    shards = [Shard.options(name=f"shard-{i}").bind(str(shard_db(out, i)), i) for i in range(n)]
+    shards = [
+        Shard.options(name=f"shard-{i}").bind(str(shard_db(out, i)), i)  # type: ignore[attr-defined]
+        for i in range(n)
+    ]
     digest = hashlib.sha256(token.encode()).hexdigest()
-    return Ingress.bind(shards, embedder, digest, manifest)
+    return Ingress.bind(shards, embedder, digest, manifest)  # type: ignore[attr-defined]
 
 
 def run_serve(

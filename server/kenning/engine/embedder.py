@@ -400,6 +400,12 @@ class OnnxEmbedder:
         session = self._ensure_session()
         return self._embed_with(session, [text], self.model.card.query_prefix, count=False)[0]
 
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`embed_query` of several queries in one batch (a shard endpoint
+        answering concurrent searches); not counted in :attr:`stats`."""
+        session = self._ensure_session()
+        return self._embed_with(session, texts, self.model.card.query_prefix, count=False)
+
     def _embed(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("embed_documents takes a sequence of texts, not one string")
