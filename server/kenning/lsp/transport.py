@@ -1,8 +1,8 @@
 """The language server's wire: LSP framing over stdio or TCP, one session at a time.
 
 pygls supplies the protocol (handlers, futures, the typed converter); this
-module replaces only its reading loop and its transports, which get three
-things wrong for an editor:
+module replaces its reading loop and its transports, and mends its
+bookkeeping; pygls gets these things wrong for an editor:
 
 * its reader skips any header line it does not recognise and then reads a
   body line by line, so garbage between messages, or a Content-Length that
@@ -12,7 +12,10 @@ things wrong for an editor:
   of the wrong shape, into a ``window/showMessage`` popup of Python text, and
   the request is never answered;
 * its TCP server shares one protocol between connections and shuts down
-  when the first client leaves.
+  when the first client leaves;
+* it keeps the future of every notification it handles, and of every request
+  of ours given up on, for as long as the session lasts (the protocol below
+  forgets them once done: see ``_execute_handler`` and ``send_request``).
 
 What happens instead:
 
@@ -57,7 +60,9 @@ import os
 import re
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Generator
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import cattrs
@@ -359,6 +364,60 @@ class KenningProtocol(LanguageServerProtocol):
         self.initialize_received = False
         # Set by ``exit``: the session ends with this status.
         self.exit_code: int | None = None
+
+    # -- pygls's bookkeeping of futures --------------------------------------------
+
+    def _execute_handler(
+        self,
+        msg_id: Any,
+        handler: Any,
+        callback: Callable[[Future[Any]], None],
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        """pygls's, with the handler's future forgotten once it is done.
+
+        pygls files the future of every handler it runs under an id in
+        ``_request_futures``, so that a ``$/cancelRequest`` can find it, and
+        only the answer to a request takes it out again. A notification's
+        handler (filed under a fresh uuid) and the user handler that one of
+        pygls's own (``didChange``, ``didOpen``, ``executeCommand``, ...)
+        hands on to stayed there for good: two futures and about 2.7 KB for
+        every edit an editor sends, for as long as the session lasts.
+        """
+
+        def done(future: Future[Any]) -> None:
+            if self._request_futures.get(msg_id) is future:
+                self._request_futures.pop(msg_id, None)
+            callback(future)
+
+        super()._execute_handler(msg_id, handler, done, args, kwargs)
+
+    def send_request(
+        self,
+        method: str,
+        params: Any | None = None,
+        callback: Callable[[Any], None] | None = None,
+        msg_id: Any = None,
+    ) -> Future[Any]:
+        """pygls's, with a request given up on (cancelled, timed out) forgotten.
+
+        pygls forgets a request of ours only when the client answers it; one
+        never answered kept its future and result type for good, and a late
+        answer to one given up on was set on a cancelled future, which
+        raised. Now that answer is an unknown id, logged and dropped.
+        """
+        if msg_id is None:
+            msg_id = str(uuid.uuid4())
+        future = super().send_request(method, params, callback, msg_id)
+
+        def forget(f: Future[Any]) -> None:
+            if f.cancelled() and self._request_futures.get(msg_id) is f:
+                self._request_futures.pop(msg_id, None)
+                self._result_types.pop(msg_id, None)
+
+        future.add_done_callback(forget)
+        return future
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         if not isinstance(msg_id, int | str):
