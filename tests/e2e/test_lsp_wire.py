@@ -3,8 +3,9 @@
 Invalid JSON inside an intact frame is answered and the session goes on; a
 broken frame ends the session with a line in the log (stdio: exit status 1,
 so the editor restarts the server), never a deaf server. Over TCP, clients
-come one after another, each with a fresh session, and a client that
-vanishes costs nothing but its own session.
+come one after another, each with a fresh session, a client that vanishes
+costs nothing but its own session, and one that never says ``initialize``
+gives up its turn.
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ def test_a_client_that_closes_mid_message_ends_the_server_quietly(
 
 
 class TcpServer:
-    def __init__(self, home: Path, log_dir: Path) -> None:
+    def __init__(self, home: Path, log_dir: Path, **env: str) -> None:
         self.port = free_port()
         log_dir.mkdir(parents=True, exist_ok=True)
         self.stderr_path = log_dir / "stderr.txt"
@@ -237,7 +238,7 @@ class TcpServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
-            env=server_env(home),
+            env={**server_env(home), **env},
         )
 
     def connect(self) -> TcpClient:
@@ -359,6 +360,56 @@ def test_tcp_lost_framing_closes_that_connection_only(tmp_path, kenning_home, wo
         assert server.proc.poll() is None
         out = server.output
         assert "lost the message framing" in out and "closing the connection" in out
+        assert "Traceback" not in out, out
+    finally:
+        server.close()
+
+
+def test_tcp_a_client_that_never_says_initialize_gives_up_its_turn(
+    tmp_path, kenning_home, workspace
+):
+    grace = 2.0  # the server's INIT_TIMEOUT_S, 10 s outside tests
+    server = TcpServer(kenning_home, tmp_path / "server", KENNING_TEST_INIT_S=str(grace))
+    try:
+        # A connects and says nothing: a port probe, an editor that hung before speaking.
+        client_a = server.connect()
+        # B: the editor restarted; it must not wait behind A for ever.
+        started = time.monotonic()
+        client_b = server.connect()
+        b = client_b.wire
+        b.initialize(workspace)
+        waited = time.monotonic() - started
+        assert waited < grace + 3, f"B waited {waited:.1f}s"
+        client_a.wire.wait_closed(timeout=5)  # the server closed A's connection
+        b.idle()
+        search_works(b)
+
+        # C connects while B is served and says initialize at once: however long
+        # it then waits for its turn, it keeps its place.
+        client_c = server.connect()
+        c = client_c.wire
+        c_init = c.request(
+            "initialize",
+            {"processId": None, "rootUri": uri(workspace), "capabilities": {}},
+        )
+        time.sleep(grace + 1)
+        with pytest.raises(TimeoutError):
+            c.response(c_init, timeout=0.1)
+        search_works(b)  # B, quiet for longer than the grace, is served as before
+        b.shutdown()
+        b.wait_closed()
+        client_b.close()
+        assert "result" in c.response(c_init)
+        c.notify("initialized", {})
+        c.idle()
+        search_works(c)
+        c.shutdown()
+        client_c.close()
+        client_a.close()
+
+        assert server.proc.poll() is None
+        out = server.output
+        assert f"sent no initialize within {grace:g}s of connecting" in out, out
         assert "Traceback" not in out, out
     finally:
         server.close()

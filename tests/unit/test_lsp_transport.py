@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
+import socket
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kenning.lsp.transport import Framer, FramingLost
+from kenning.lsp import transport
+from kenning.lsp.transport import Framer, FramingLost, Silent, StreamSource
 
 STALL = object()
 
@@ -104,6 +108,63 @@ async def test_bytes_that_cannot_start_a_header_are_judged_without_waiting(rest)
 async def test_a_client_gone_mid_message_is_the_end_not_an_error():
     assert await bodies([frame(b'{"a": 1}')[:-3]]) == []
     assert await bodies([b"Content-Length: 2\r\n"]) == []
+
+
+async def test_a_deadline_ends_the_wait_for_a_message_to_begin():
+    loop = asyncio.get_running_loop()
+    source = Chunks([STALL])
+    with pytest.raises(Silent):
+        await Framer(source, stall_s=7).next_body(loop.time() + 3)
+    assert 2.5 < source.timeouts[0] <= 3  # type: ignore[operator]
+    # A deadline passed while waiting for the turn: what has come is still read.
+    source = Chunks([frame(b"{}"), STALL])
+    framer = Framer(source, stall_s=7)
+    assert await framer.next_body(loop.time() - 60) == b"{}"
+    assert source.timeouts == [transport.MIN_READ_S]
+    with pytest.raises(Silent):
+        await framer.next_body(loop.time() - 60)
+
+
+async def test_a_message_begun_before_the_deadline_gets_the_stall_time_to_finish():
+    loop = asyncio.get_running_loop()
+    source = Chunks([frame(b"{}")[:5], frame(b"{}")[5:]])
+    assert await Framer(source, stall_s=7).next_body(loop.time() + 1) == b"{}"
+    assert source.timeouts[1] == 7
+
+
+class DeadPeer:
+    """A connection keepalive found dead: the read fails with ETIMEDOUT."""
+
+    async def read(self, n: int) -> bytes:
+        raise TimeoutError(errno.ETIMEDOUT, "Connection timed out")
+
+
+class QuietPeer:
+    async def read(self, n: int) -> bytes:
+        await asyncio.sleep(60)
+        return b""
+
+
+async def test_a_peer_found_dead_is_gone_not_a_read_that_timed_out():
+    assert await StreamSource(DeadPeer()).read(None) == b""  # type: ignore[arg-type]
+    assert await StreamSource(DeadPeer()).read(5) == b""  # type: ignore[arg-type]
+    assert await StreamSource(QuietPeer()).read(0.01) is None  # type: ignore[arg-type]
+
+
+def test_connections_are_probed_so_that_a_vanished_peer_is_noticed():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        with client, accepted:
+            transport.keep_alive(accepted)
+            assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            if hasattr(socket, "TCP_KEEPIDLE"):
+                idle = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+                interval = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL)
+                probes = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)
+                # A dead peer is found within about a minute and a half.
+                assert idle + interval * probes <= 90
+    transport.keep_alive(None)  # a transport without a socket: nothing to do
 
 
 json_bodies = st.recursive(

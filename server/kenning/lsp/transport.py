@@ -1,8 +1,8 @@
 """The language server's wire: LSP framing over stdio or TCP, one session at a time.
 
 pygls supplies the protocol (handlers, futures, the typed converter); this
-module replaces only its reading loop and its transports, which get three
-things wrong for an editor:
+module replaces its reading loop and its transports, and mends its
+bookkeeping; pygls gets these things wrong for an editor:
 
 * its reader skips any header line it does not recognise and then reads a
   body line by line, so garbage between messages, or a Content-Length that
@@ -12,7 +12,10 @@ things wrong for an editor:
   of the wrong shape, into a ``window/showMessage`` popup of Python text, and
   the request is never answered;
 * its TCP server shares one protocol between connections and shuts down
-  when the first client leaves.
+  when the first client leaves;
+* it keeps the future of every notification it handles, and of every request
+  of ours given up on, for as long as the session lasts (the protocol below
+  forgets them once done: see ``_execute_handler`` and ``send_request``).
 
 What happens instead:
 
@@ -45,6 +48,24 @@ waits for its turn. A client that leaves without shutdown/exit, or in the
 middle of a request, ends its session quietly: its requests are cancelled,
 its indexes closed (the next session reopens them: opening costs
 milliseconds, and nothing of the old session can leak into the new one).
+
+Nothing may hold the turn without being there, or an editor restarted after
+a crash would wait behind the ghost of its last run for ever:
+
+* a connection must send ``initialize`` within :data:`INIT_TIMEOUT_S` of
+  connecting (an editor sends it at once; a port probe, a client of some
+  other protocol or one that died before speaking never does), or it is
+  closed when its turn comes or the time is up, whichever is later. An
+  ``initialize`` sent while waiting for the turn keeps the place, however
+  long the wait;
+* every connection has TCP keepalive (and, on Linux, a user timeout), so a
+  peer that vanished without closing (a laptop gone to sleep or off the
+  network, a machine powered off) is found dead within about a minute and
+  its session ends like any other that was left. An editor that is merely
+  quiet answers the probes from its kernel and keeps its session.
+
+A session that is served is never taken away for a newcomer: a second editor
+waits until the first leaves (shutdown, closed, or found dead), as before.
 """
 
 from __future__ import annotations
@@ -55,9 +76,12 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Generator
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import cattrs
@@ -97,6 +121,19 @@ MAX_HEADER_BYTES = 8192
 # Content-Length is a corrupt one.
 MAX_BODY_BYTES = 1 << 30
 READ_SIZE = 1 << 16
+# A TCP client must send ``initialize`` this soon after connecting (see above).
+INIT_TIMEOUT_S = 10.0
+# However late its turn comes, a connection gets this long to be read: its
+# ``initialize`` may be waiting in the socket's buffer.
+MIN_READ_S = 0.1
+# TCP keepalive: first probe after this much silence, then every interval; a
+# peer that answers none of the probes is dead (about a minute in all).
+KEEPALIVE_IDLE_S = 30
+KEEPALIVE_INTERVAL_S = 10
+KEEPALIVE_PROBES = 3
+# Linux: data we sent that is not acknowledged for this long ends the
+# connection too (a status notification to a peer that has gone).
+USER_TIMEOUT_MS = 60_000
 
 # RFC 9110 field name (a token), then the value.
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
@@ -109,6 +146,10 @@ _WHITESPACE = b" \t\r\n"
 
 class FramingLost(Exception):
     """The byte stream no longer splits into messages; the message says why."""
+
+
+class Silent(Exception):
+    """No message began before the deadline the session set."""
 
 
 # -- reading ------------------------------------------------------------------------
@@ -179,11 +220,18 @@ class StreamSource:
 
     async def read(self, timeout: float | None) -> bytes | None:
         try:
-            return await asyncio.wait_for(self._reader.read(READ_SIZE), timeout)
+            return await asyncio.wait_for(self._read(), timeout)
         except TimeoutError:
             return None
+
+    async def _read(self) -> bytes:
+        try:
+            return await self._reader.read(READ_SIZE)
         except OSError:
-            return b""  # reset by the peer: the same as a close
+            # Reset by the peer, or found dead by keepalive: the same as a
+            # close. Inside wait_for, so that keepalive's ETIMEDOUT (a
+            # TimeoutError too) is not taken for a read that timed out.
+            return b""
 
 
 class Framer:
@@ -195,15 +243,22 @@ class Framer:
         self._buf = bytearray()
         self._eof = False
 
-    async def next_body(self) -> bytes | None:
-        """The next message's body; None when the client has gone."""
+    async def next_body(self, deadline: float | None = None) -> bytes | None:
+        """The next message's body; None when the client has gone.
+
+        ``deadline`` (the event loop's clock): raise :class:`Silent` if no
+        message has begun by then; bytes already received are read first.
+        """
         # Between messages: only whitespace may come before a header.
         while True:
             start = len(self._buf) - len(self._buf.lstrip(_WHITESPACE))
             del self._buf[:start]
             if self._buf:
                 break
-            if not await self._fill(waiting=False):
+            wait = None
+            if deadline is not None:
+                wait = max(deadline - asyncio.get_running_loop().time(), MIN_READ_S)
+            if not await self._fill(waiting=False, wait=wait):
                 return None
         while (end := self._buf.find(b"\r\n\r\n")) < 0:
             self._check_header_lines(self._buf)
@@ -222,16 +277,20 @@ class Framer:
         del self._buf[:length]
         return body
 
-    async def _fill(self, waiting: bool, need: int | None = None) -> bool:
+    async def _fill(
+        self, waiting: bool, need: int | None = None, wait: float | None = None
+    ) -> bool:
         """Read more bytes; False at the end of the stream.
 
         ``waiting`` means in the middle of a message, where a pause of
         ``stall_s`` is lost framing; between messages the client may be
-        silent for as long as it likes.
+        silent for as long as it likes, or for ``wait`` seconds.
         """
         if self._eof:
             return False
-        chunk = await self._source.read(self._stall_s if waiting else None)
+        chunk = await self._source.read(self._stall_s if waiting else wait)
+        if chunk is None and not waiting:
+            raise Silent(f"nothing within {wait:g}s")
         if chunk is None:
             what = (
                 f"{len(self._buf)} of the {need} bytes its Content-Length announced"
@@ -359,6 +418,60 @@ class KenningProtocol(LanguageServerProtocol):
         self.initialize_received = False
         # Set by ``exit``: the session ends with this status.
         self.exit_code: int | None = None
+
+    # -- pygls's bookkeeping of futures --------------------------------------------
+
+    def _execute_handler(
+        self,
+        msg_id: Any,
+        handler: Any,
+        callback: Callable[[Future[Any]], None],
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        """pygls's, with the handler's future forgotten once it is done.
+
+        pygls files the future of every handler it runs under an id in
+        ``_request_futures``, so that a ``$/cancelRequest`` can find it, and
+        only the answer to a request takes it out again. A notification's
+        handler (filed under a fresh uuid) and the user handler that one of
+        pygls's own (``didChange``, ``didOpen``, ``executeCommand``, ...)
+        hands on to stayed there for good: two futures and about 2.7 KB for
+        every edit an editor sends, for as long as the session lasts.
+        """
+
+        def done(future: Future[Any]) -> None:
+            if self._request_futures.get(msg_id) is future:
+                self._request_futures.pop(msg_id, None)
+            callback(future)
+
+        super()._execute_handler(msg_id, handler, done, args, kwargs)
+
+    def send_request(
+        self,
+        method: str,
+        params: Any | None = None,
+        callback: Callable[[Any], None] | None = None,
+        msg_id: Any = None,
+    ) -> Future[Any]:
+        """pygls's, with a request given up on (cancelled, timed out) forgotten.
+
+        pygls forgets a request of ours only when the client answers it; one
+        never answered kept its future and result type for good, and a late
+        answer to one given up on was set on a cancelled future, which
+        raised. Now that answer is an unknown id, logged and dropped.
+        """
+        if msg_id is None:
+            msg_id = str(uuid.uuid4())
+        future = super().send_request(method, params, callback, msg_id)
+
+        def forget(f: Future[Any]) -> None:
+            if f.cancelled() and self._request_futures.get(msg_id) is f:
+                self._request_futures.pop(msg_id, None)
+                self._result_types.pop(msg_id, None)
+
+        future.add_done_callback(forget)
+        return future
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         if not isinstance(msg_id, int | str):
@@ -533,12 +646,18 @@ def _structure_error(exc: Exception) -> str:
 
 
 async def run_session(
-    server: LanguageServer, source: PipeSource | StreamSource, writer: Any, where: str = "stdio"
+    server: LanguageServer,
+    source: PipeSource | StreamSource,
+    writer: Any,
+    where: str = "stdio",
+    initialize_by: float | None = None,
 ) -> int:
     """Serve one client until it leaves, sends ``exit`` or breaks the framing.
 
-    Returns the session's status: 0, or :data:`EXIT_ERROR` for ``exit``
-    without ``shutdown`` and for lost framing.
+    ``initialize_by`` (the event loop's clock): end the session if no
+    ``initialize`` has come by then. Returns the session's status: 0, or
+    :data:`EXIT_ERROR` for ``exit`` without ``shutdown``, lost framing and
+    a client that never said ``initialize``.
     """
     protocol = server.protocol
     assert isinstance(protocol, KenningProtocol)
@@ -548,7 +667,8 @@ async def run_session(
     try:
         while protocol.exit_code is None:
             try:
-                body = await framer.next_body()
+                deadline = None if protocol.initialize_received else initialize_by
+                body = await framer.next_body(deadline)
                 if body is None:
                     log.info("the client on %s has gone", where)
                     break
@@ -558,6 +678,15 @@ async def run_session(
                 if where != "stdio":
                     then = "closing the connection"
                 log.error("lost the message framing on %s: %s; %s", where, exc, then)
+                code = EXIT_ERROR
+                break
+            except Silent:
+                log.warning(
+                    "the client on %s sent no initialize within %gs of connecting; "
+                    "closing the connection",
+                    where,
+                    INIT_TIMEOUT_S,
+                )
                 code = EXIT_ERROR
                 break
         else:
@@ -599,15 +728,21 @@ def serve_tcp(new_server: Callable[[], LanguageServer], host: str, port: int) ->
         turn = asyncio.Lock()
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            initialize_by = asyncio.get_running_loop().time() + INIT_TIMEOUT_S
             peer = writer.get_extra_info("peername")
             where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+            keep_alive(writer.get_extra_info("socket"))
             try:
                 if turn.locked():
                     log.info("%s waits for the session before it to end", where)
                 async with turn:
                     log.info("a session with %s starts", where)
                     code = await run_session(
-                        new_server(), StreamSource(reader), SocketWriter(writer), where
+                        new_server(),
+                        StreamSource(reader),
+                        SocketWriter(writer),
+                        where,
+                        initialize_by,
                     )
                     log.info("the session with %s ended (%d)", where, code)
             except Exception:
@@ -631,6 +766,29 @@ def serve_tcp(new_server: Callable[[], LanguageServer], host: str, port: int) ->
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         return EXIT_ERROR
     return 0
+
+
+def keep_alive(sock: Any) -> None:
+    """Have the OS probe a quiet connection, so that a peer gone without a
+    word (asleep, off the network, powered off) is noticed."""
+    if sock is None:
+        return
+    options = [
+        (socket.SOL_SOCKET, "SO_KEEPALIVE", 1),
+        (socket.IPPROTO_TCP, "TCP_KEEPIDLE", KEEPALIVE_IDLE_S),
+        (socket.IPPROTO_TCP, "TCP_KEEPALIVE", KEEPALIVE_IDLE_S),  # macOS's name for it
+        (socket.IPPROTO_TCP, "TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+        (socket.IPPROTO_TCP, "TCP_KEEPCNT", KEEPALIVE_PROBES),
+        (socket.IPPROTO_TCP, "TCP_USER_TIMEOUT", USER_TIMEOUT_MS),
+    ]
+    for level, name, value in options:
+        option = getattr(socket, name, None)
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(level, option, value)
+        except OSError as exc:  # not a TCP socket, or an OS without the option
+            log.debug("%s not set: %s", name, exc)
 
 
 def _address(name: Any) -> str:
