@@ -62,9 +62,9 @@ BLOCK_PRIOR = 0.8
 # the query (two of them at least, or all of a shorter name).
 SIZE_PRIOR_LINES = 10
 SIZE_PRIOR_POWER = 0.3
-TYPE_KINDS = frozenset(
-    {"class", "type", "impl", "interface", "module", "struct", "trait", "enum", "namespace"}
-)
+# The chunker's kinds for what holds definitions (chunking.py: a class chunk is
+# its header and fields, each method its own chunk).
+TYPE_KINDS = frozenset({"class", "interface", "type", "impl", "module"})
 TYPE_PRIOR = 0.6
 NAME_BONUS = 0.5
 COSINE_FLOOR = 0.2
