@@ -61,12 +61,12 @@ BLOCK_PRIOR = 0.8
 # likelier the answer: up to 1 + NAME_BONUS when every word of its name is in
 # the query (two of them at least, or all of a shorter name).
 SIZE_PRIOR_LINES = 10
-SIZE_PRIOR_POWER = 0.3
+SIZE_PRIOR_POWER = 0.2
 # The chunker's kinds for what holds definitions (chunking.py: a class chunk is
 # its header and fields, each method its own chunk).
 TYPE_KINDS = frozenset({"class", "interface", "type", "impl", "module"})
 TYPE_PRIOR = 0.6
-NAME_BONUS = 0.5
+NAME_BONUS = 0.35
 COSINE_FLOOR = 0.2
 COSINE_FULL = 0.75
 BM25_HALF = 15.0
