@@ -73,16 +73,18 @@ class PlainLoop:
         self.tok.no_padding()
         self.tok.enable_truncation(max_length=emb.max_tokens)
         self.names = {i.name for i in self.session.get_inputs()}
+        self.prefix = emb.model.card.document_prefix
 
     def embed(self, texts: list[str]) -> np.ndarray:
         rows = []
         for text in texts:
-            enc = self.tok.encode(text)
+            enc = self.tok.encode(self.prefix + text)
             ids = np.array([enc.ids], dtype=np.int64)
             mask = np.ones_like(ids)
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self.names})[0]
-            vec = hidden[0].mean(axis=0)
+            # A graph that pools by itself returns [batch, dims].
+            vec = hidden[0] if hidden.ndim == 2 else hidden[0].mean(axis=0)
             rows.append(vec / np.linalg.norm(vec))
         return np.stack(rows).astype(np.float32)
 

