@@ -738,23 +738,37 @@ def cpu_int8_model(model: ResolvedModel) -> Path:
     except KenningError as exc:
         raise ModelError(f"model {model.card.id}: cannot derive int8 weights ({exc})") from None
     log.info("model %s: deriving int8 weights for the CPU (once)", model.card.id)
-    code = "import sys; from kenning.engine.models import derive_int8; derive_int8(*sys.argv[1:])"
+    _derive_in_child(
+        "kenning.engine.models:derive_int8",
+        [str(src), str(out)],
+        [out],
+        f"model {model.card.id}: cannot derive int8 weights",
+    )
+    _write_text(_checksum_file(out), sha256_file(out) + "\n")
+    return out
+
+
+def _derive_in_child(target: str, args: list[str], made: list[Path], failed: str) -> None:
+    """Run ``target`` (``module:function``) on ``args`` in a child process, which
+    must leave every file of ``made``; a ModelError starting with ``failed`` says
+    why not. A child, because deriving holds a model's weights at their peak size,
+    and the memory goes back with the process."""
+    module, func = target.split(":")
+    code = f"import sys; from {module} import {func}; {func}(*sys.argv[1:])"
     try:
         done = subprocess.run(
-            [sys.executable, "-c", code, str(src), str(out)],
+            [sys.executable, "-c", code, *args],
             capture_output=True,
             text=True,
             timeout=_DERIVE_TIMEOUT_S,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelError(f"model {model.card.id}: cannot derive int8 weights ({exc})") from None
-    if done.returncode != 0 or not out.is_file():
+        raise ModelError(f"{failed} ({exc})") from None
+    if done.returncode != 0 or not all(p.is_file() for p in made):
         lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
         why = lines[-1] if lines else f"exit status {done.returncode}"
-        raise ModelError(f"model {model.card.id}: cannot derive int8 weights ({why})")
-    _write_text(_checksum_file(out), sha256_file(out) + "\n")
-    return out
+        raise ModelError(f"{failed} ({why})")
 
 
 def _checksum_file(derived: Path) -> Path:
@@ -872,25 +886,14 @@ def _derived_file(card: ModelCard, key: str) -> Path | None:
     except KenningError as exc:
         raise ModelError(f"model {card.id}: cannot derive its files ({exc})") from None
     log.info("model %s: deriving %s from %s (once)", card.id, " and ".join(FILE_KEYS), src)
-    module, func = target.split(":")
-    code = f"import sys; from {module} import {func}; {func}(*sys.argv[1:])"
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".derive-") as tmp:
-        args = [str(src), tmp] + ([str(centre)] if centre else [])
-        try:
-            done = subprocess.run(
-                [sys.executable, "-c", code, *args],
-                capture_output=True,
-                text=True,
-                timeout=_DERIVE_TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ModelError(f"model {card.id}: cannot derive its files ({exc})") from None
         made = [Path(tmp) / k for k in FILE_KEYS]
-        if done.returncode != 0 or not all(p.is_file() for p in made):
-            lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-            why = lines[-1] if lines else f"exit status {done.returncode}"
-            raise ModelError(f"model {card.id}: cannot derive its files ({why})")
+        _derive_in_child(
+            target,
+            [str(src), tmp] + ([str(centre)] if centre else []),
+            made,
+            f"model {card.id}: cannot derive its files",
+        )
         folder.mkdir(exist_ok=True)
         for path in made:
             # The record first: a file without one is derived again, never trusted.
