@@ -6,6 +6,7 @@ import itertools
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tests.conftest import FakeEmbedder, write_tree
 
@@ -561,3 +562,38 @@ def test_a_definition_named_for_the_query_beats_a_long_type_that_mentions_it(
         monkeypatch.setattr(search, name, neutral)
     plain = index.search("load json config file", mode="lexical").results
     assert plain[0].symbol == "ConfigStore", [h.symbol for h in plain]
+
+
+class _ConedEmbedder(FakeEmbedder):
+    """Every vector leans the same way, as raw multilingual-e5's vectors of code do."""
+
+    model_id = space = "fake-coned-64"
+
+    def embed_documents(self, texts):  # type: ignore[no-untyped-def]
+        vecs = super().embed_documents(texts) * 0.3
+        vecs[:, 0] += 1.0
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+
+def test_an_index_says_when_its_model_crowds_vectors_into_a_narrow_cone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Letters only: the fake model reads words of a-z; each file its own few.
+    words = ["".join(chr(97 + (i // 26**k) % 26) for k in range(3)) + "x" for i in range(360)]
+    files = {
+        f"pkg/m{i}.py": f"def {words[3 * i]}({words[3 * i + 1]}):\n"
+        f"    {words[3 * i + 2]} = 1\n    return {words[3 * i + 2]}\n"
+        for i in range(120)
+    }
+    plain = Index(write_tree(tmp_path / "plain", files), embedder=FakeEmbedder())
+    plain.refresh()
+    cone = plain.status()["metrics"]["vector_cone"]
+    assert cone["space"] == "fake-bow-64" and cone["mean_length"] < 0.8
+    assert "narrow cone" not in caplog.text
+    coned = Index(write_tree(tmp_path / "coned", files), embedder=_ConedEmbedder())
+    with caplog.at_level("WARNING"):
+        coned.refresh()
+    assert coned.status()["metrics"]["vector_cone"]["mean_length"] > 0.8
+    assert caplog.text.count("narrow cone") == 1
+    coned.refresh_paths([coned.root / "pkg/m1.py"])  # measured once per model, said once
+    assert caplog.text.count("narrow cone") == 1

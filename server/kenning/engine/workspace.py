@@ -760,6 +760,8 @@ class Index:
             "metrics": {
                 "index_bytes": self.store.size_bytes(),
                 "embedding": self._meta_json("embed_rate", dict),
+                # How narrow a cone the vectors lie in (embed.check_cone).
+                "vector_cone": self._meta_json("vector_cone", dict),
                 "cache_hit_rate": round(cache_hits / cache_total, 4) if cache_total else None,
                 "queries": len(lat),
                 "query_ms_p50": _percentile(lat, 50),
