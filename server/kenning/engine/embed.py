@@ -159,8 +159,12 @@ def check_cone(vectors: VectorIndex, space: str, root: Path | None = None) -> fl
         held = json.loads(store.get_meta("vector_cone") or "{}")
     except ValueError:
         held = {}
-    if held.get("space") == space and held.get("n", 0) >= CONE_SAMPLE:
-        return float(held["mean_length"])
+    if held.get("space") == space:
+        # Measured again only while the sample can still grow much: an edit's
+        # embed run must not read a thousand vectors each time.
+        n = int(held.get("n", 0))
+        if n >= CONE_SAMPLE or store.counts()["embedded"] < 2 * n:
+            return float(held["mean_length"])
     ids = [
         r[0]
         for r in store.reader().execute(

@@ -339,24 +339,17 @@ def known_sha256(path: Path) -> str:
 
 
 def verify_file(path: Path, expected: str, label: str) -> None:
-    """Raise ModelError unless ``path`` has sha256 ``expected``; cache the result."""
+    """Raise ModelError unless ``path`` has sha256 ``expected`` (hashed once, see
+    :func:`known_sha256`)."""
     try:
-        st = path.stat()
+        actual = known_sha256(path)
     except OSError:
         raise ModelError(f"{label}: {path} is missing") from None
-    key = str(path.resolve())
-    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": expected}
-    records = read_owned_json(_verified_file(), "the record of verified model files")
-    if records.get(key) == stamp:
-        return
-    actual = sha256_file(path)
     if actual != expected:
         raise ModelError(
             f"{label}: {path} fails verification (sha256 {actual[:12]}…, expected "
             f"{expected[:12]}…); delete it and pull or reinstall the model"
         )
-    records[key] = stamp
-    _write_json(_verified_file(), records)
 
 
 # --------------------------------------------------------------------------- locating files
