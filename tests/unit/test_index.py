@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from tests.conftest import FakeEmbedder, write_tree
 
+from kenning.engine.text import split_case
 from kenning.engine.workspace import Index
 from kenning.errors import LocationError, NeedsEmbeddingsError, UsageError, WorkspaceError
 
@@ -597,3 +598,24 @@ def test_an_index_says_when_its_model_crowds_vectors_into_a_narrow_cone(
     assert caplog.text.count("narrow cone") == 1
     coned.refresh_paths([coned.root / "pkg/m1.py"])  # measured once per model, said once
     assert caplog.text.count("narrow cone") == 1
+
+
+def test_each_chunk_is_embedded_with_its_name_and_a_question_finds_it_by_name(
+    ws: Path, fake_embedder: FakeEmbedder
+) -> None:
+    index = Index(ws, embedder=fake_embedder)
+    index.refresh()
+    rows = index.store.reader().execute("SELECT name_vec FROM vectors").fetchall()
+    assert rows and all(r[0] is not None and len(r[0]) == fake_embedder.dims for r in rows)
+    # The fake model's vectors are bags of words: a question made of a
+    # function's name words alone meets its name vector, not its code.
+    target = next(r for r in index.store.chunks_of("src/http.py") if r.symbol)
+    question = " ".join(split_case(target.symbol or "").split())
+    hits = index.search(question, k=1, mode="vector").results
+    assert (hits[0].path, hits[0].start_line) == (target.path, target.start_line)
+    # A second workspace with the same files embeds no name again.
+    embedded = fake_embedder.texts_embedded
+    other = ws.parent / "copy"
+    write_tree(other, {p.relative_to(ws).as_posix(): p.read_text() for p in ws.rglob("*.*")})
+    Index(other, embedder=fake_embedder).refresh()
+    assert fake_embedder.texts_embedded == embedded

@@ -13,7 +13,7 @@ from tests.conftest import FakeEmbedder, write_tree
 
 from kenning.engine.store import Store
 from kenning.engine.types import Chunk
-from kenning.engine.vectors import EmbeddingCache, VectorIndex
+from kenning.engine.vectors import NAME_MARGIN, EmbeddingCache, VectorIndex
 from kenning.engine.workspace import Index
 
 
@@ -271,3 +271,33 @@ def test_a_cache_damaged_past_what_its_header_shows_is_repaired_when_read(
     cache.put_many("m", [("new", bytes(8))])
     assert cache.get_many("m", ["new"]) == {"new": bytes(8)} and cache.count() == 1
     assert list(path.parent.glob("embeddings.db.corrupt-*"))
+
+
+def test_a_name_vector_finds_its_chunk_for_a_question_in_words_only(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    store = Store(tmp_path / "i.db")
+    vectors = VectorIndex(store)
+    vectors.ensure_model("m", 64)
+    code = [unit(rng.standard_normal(64).tolist()) for _ in range(600)]
+    names = [unit(rng.standard_normal(64).tolist()) for _ in range(600)]
+    chunks = [
+        Chunk("a.py", i + 1, i + 1, "function", f"f{i}", "python", f"f{i}", f"d{i}")
+        for i in range(600)
+    ]
+    store.write_file("a.py", 1, 1, "a.py", "python", chunks)
+    ids = [c.id for c in store.chunks_of("a.py")]
+    # The last 100 chunks were written without names (a cluster shard does so).
+    vectors.write(ids[:500], np.stack(code[:500]), names=np.stack(names[:500]))
+    vectors.write(ids[500:], np.stack(code[500:]))
+    # A query close to chunk 42's name and to nothing's code: past the coarse
+    # pass's 256 candidates of code, the name's own candidates bring it.
+    query = unit((names[42] + 0.2 * unit(rng.standard_normal(64).tolist())).tolist())
+    best, sim = vectors.nearest(query, 1, names=True)[0]
+    assert best == ids[42]
+    exact = float(np.dot(query, names[42]))
+    assert abs(sim - (exact - NAME_MARGIN)) < 0.01  # int8 names: within rounding
+    # Code compared with code leaves names out.
+    assert vectors.nearest(query, 1)[0][0] == ids[int(np.argmax(np.stack(code) @ query))]
+    # A chunk is still found by its code when its name is far or missing.
+    assert vectors.nearest(code[550], 1, names=True)[0] == (ids[550], pytest.approx(1.0, abs=1e-4))
+    assert vectors.nearest(code[7], 1, names=True)[0][0] == ids[7]

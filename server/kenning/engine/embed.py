@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from kenning.engine.embedder import Embedder, precision_of
-from kenning.engine.text import embed_header, embed_input, embed_key
+from kenning.engine.text import embed_header, embed_input, embed_key, name_input, name_key
 from kenning.engine.types import Cancelled, ChunkRow, Progress
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 
@@ -61,6 +61,15 @@ def embed_inputs(rows: list[ChunkRow]) -> list[tuple[str, str]]:
     return out
 
 
+def name_inputs(rows: list[ChunkRow]) -> list[tuple[str, str]]:
+    """(cache key, text to embed) of each chunk's name vector (text.name_input)."""
+    out = []
+    for row in rows:
+        text = name_input(row.path, row.symbol)
+        out.append((name_key(text), text))
+    return out
+
+
 def embed_pending(
     vectors: VectorIndex,
     cache: EmbeddingCache,
@@ -88,14 +97,15 @@ def embed_pending(
         if not rows:
             break
         batch = embed_inputs(rows)
-        digests = list({d for d, _ in batch})
+        names = name_inputs(rows)
+        digests = list({d for d, _ in batch + names})
         width = 4 * embedder.dims
         # A cached vector of another length was made by another model that
         # went by the same id (a folder model replaced in place): embed again.
         found = {
             d: v for d, v in cache.get_many(embedder.space, digests).items() if len(v) == width
         }
-        missing = {d: t for d, t in batch if d not in found}
+        missing = {d: t for d, t in batch + names if d not in found}
         if missing:
             vecs = embedder.embed_documents(list(missing.values()))
             fresh = [(d, vecs[i].astype(np.float32).tobytes()) for i, d in enumerate(missing)]
@@ -103,7 +113,9 @@ def embed_pending(
             found.update(fresh)
         ids = [row.id for row in rows]
         matrix = np.stack([np.frombuffer(found[d], dtype=np.float32) for d, _ in batch])
-        if not vectors.write(ids, matrix, embedder.space) and (vectors.model_id != embedder.space):
+        name_matrix = np.stack([np.frombuffer(found[d], dtype=np.float32) for d, _ in names])
+        written = vectors.write(ids, matrix, embedder.space, names=name_matrix)
+        if not written and vectors.model_id != embedder.space:
             # Another process switched the index to another model meanwhile:
             # its vectors stay; taking the index back would only start a tug of war.
             log.info(
@@ -112,8 +124,10 @@ def embed_pending(
                 vectors.model_id,
             )
             break
-        out.embedded += len(missing)
-        out.cached += len(batch) - len(missing)
+        # Counted by the chunks' code; their names ride along.
+        fresh_code = len({d for d, _ in batch} & missing.keys())
+        out.embedded += fresh_code
+        out.cached += len(batch) - fresh_code
         done += len(batch)
         if progress:
             progress(STAGE, done, max(total, done))

@@ -109,6 +109,26 @@ MIGRATIONS: list[tuple[int, str]] = [
             DO UPDATE SET value = CAST(value AS INTEGER) + 1;
         """,
     ),
+    (
+        4,
+        """
+        -- Name vectors: beside the vector of its code, a chunk keeps one of its
+        -- definition's name alone (int8, with its sign bits), which vector
+        -- search reads too. Every chunk is embedded again by the next refresh:
+        -- its code's vector comes back from the shared cache, its name's is new.
+        DROP TRIGGER vectors_gone;
+        DELETE FROM vectors;
+        DELETE FROM vector_tombstones;
+        CREATE TRIGGER vectors_gone AFTER DELETE ON vectors BEGIN
+            INSERT INTO vector_tombstones(chunk_id) VALUES (old.chunk_id);
+        END;
+        ALTER TABLE vectors ADD COLUMN name_bits BLOB;
+        ALTER TABLE vectors ADD COLUMN name_vec BLOB;
+        UPDATE chunks SET has_vector = 0 WHERE has_vector = 1;
+        INSERT INTO meta(key, value) VALUES ('vector_epoch', '1') ON CONFLICT(key)
+            DO UPDATE SET value = CAST(value AS INTEGER) + 1;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

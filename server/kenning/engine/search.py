@@ -245,7 +245,7 @@ class Searcher:
             # two models never meet, so until then only words can answer.
             notes.append(f"the index holds vectors of {held}, not {space}: words only for now")
         elif mode in ("vector", "hybrid") and query_vector is not None:
-            vector = self.vectors.nearest(query_vector, pool, languages, file_ids)
+            vector = self.vectors.nearest(query_vector, pool, languages, file_ids, names=True)
         if mode == "hybrid" and query_vector is None:
             notes.append("no embedding model loaded: lexical results only")
         if held is not None and held != space:

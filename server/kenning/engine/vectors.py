@@ -35,6 +35,23 @@ def quantize(vectors: np.ndarray) -> np.ndarray:
     return np.packbits(vectors > 0, axis=1)
 
 
+def to_int8(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to fill int8 and rounded. Cosine ignores a row's scale,
+    so sqlite-vec's cosine over ``vec_int8`` rows is within about 0.001 of the
+    float one, at a quarter of the bytes."""
+    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    peak = np.abs(vectors).max(axis=1, keepdims=True)
+    peak[peak == 0] = 1.0
+    return np.round(vectors / peak * 127).astype(np.int8)
+
+
+# A name vector's cosine counts, less this margin, when it beats the code's:
+# the best of 0-0.15 on the dev benchmark and on the second check set
+# (bench/README.md, "Name vectors"). Without the margin a short name that
+# shares one word with the query outranks code that does what it asks.
+NAME_MARGIN = 0.07
+
+
 class EmbeddingCache:
     """Vectors by (model id, chunk digest), shared by every workspace.
 
@@ -165,6 +182,9 @@ class _Coarse:
     width: int | None = None  # bytes of sign bits per row
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # -1: removed
     bits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))
+    # The name vectors' sign bits, row for row; has_name False where a row has none.
+    name_bits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))
+    has_name: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     languages: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     file_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     language_names: list[str] = field(default_factory=list)
@@ -174,6 +194,7 @@ class _Coarse:
         if self.dims is not None:
             self.width = (self.dims + 7) // 8
             self.bits = np.zeros((0, _words(self.width)), np.uint64)
+            self.name_bits = np.zeros((0, _words(self.width)), np.uint64)
 
 
 def _words(width: int) -> int:
@@ -226,8 +247,15 @@ class VectorIndex:
             )[0]
         )
 
-    def write(self, ids: Sequence[int], vectors: np.ndarray, space: str | None = None) -> int:
-        """Store vectors for chunk ids (rows of ``vectors``); chunks gone meanwhile are skipped.
+    def write(
+        self,
+        ids: Sequence[int],
+        vectors: np.ndarray,
+        space: str | None = None,
+        names: np.ndarray | None = None,
+    ) -> int:
+        """Store vectors for chunk ids (rows of ``vectors``, and of ``names``, the
+        vectors of their names, when given); chunks gone meanwhile are skipped.
 
         With ``space``, nothing is written unless the index still holds that
         model's vectors: another process may have switched it to another model
@@ -235,6 +263,8 @@ class VectorIndex:
         """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         bits = quantize(vectors)
+        name_bits = quantize(names) if names is not None else None
+        name_vecs = to_int8(names) if names is not None else None
         written = 0
         with self.store.write() as db:
             if space is not None:
@@ -252,8 +282,15 @@ class VectorIndex:
                 if db.changes() == 0:
                     continue
                 db.execute(
-                    "INSERT INTO vectors(chunk_id, bits, vec) VALUES (?, ?, ?)",
-                    (chunk_id, bits[i].tobytes(), vectors[i].tobytes()),
+                    "INSERT INTO vectors(chunk_id, bits, vec, name_bits, name_vec)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        chunk_id,
+                        bits[i].tobytes(),
+                        vectors[i].tobytes(),
+                        name_bits[i].tobytes() if name_bits is not None else None,
+                        name_vecs[i].tobytes() if name_vecs is not None else None,
+                    ),
                 )
                 written += 1
             if written:
@@ -282,12 +319,13 @@ class VectorIndex:
 
     # -- the in-memory coarse index -------------------------------------------
 
-    def _rows(self, since_seq: int) -> list[tuple[int, int, bytes, str, int]]:
+    def _rows(self, since_seq: int) -> list[tuple[int, int, bytes, str, int, bytes | None]]:
         # apsw types a row as tuple of any SQLite value; these columns are known.
         rows: list[Any] = (
             self.store.reader()
             .execute(
-                "SELECT v.seq, v.chunk_id, v.bits, c.language, c.file_id FROM vectors v"
+                "SELECT v.seq, v.chunk_id, v.bits, c.language, c.file_id, v.name_bits"
+                " FROM vectors v"
                 " JOIN chunks c ON c.id = v.chunk_id WHERE v.seq > ? ORDER BY v.seq",
                 (since_seq,),
             )
@@ -295,23 +333,32 @@ class VectorIndex:
         )
         return rows
 
-    def _append(self, coarse: _Coarse, rows: list[tuple[int, int, bytes, str, int]]) -> None:
+    def _append(
+        self, coarse: _Coarse, rows: list[tuple[int, int, bytes, str, int, bytes | None]]
+    ) -> None:
         if not rows:
             return
         coarse.seq = max(coarse.seq, rows[-1][0])
         if coarse.width is None:
             coarse.width = len(rows[0][2])
             coarse.bits = np.zeros((0, _words(coarse.width)), np.uint64)
+            coarse.name_bits = np.zeros((0, _words(coarse.width)), np.uint64)
         width = coarse.width
         rows = [r for r in rows if len(r[2]) == width]
         if not rows:
             return
         n = len(rows)
         raw = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.uint8).reshape(n, width)
+        has_name = np.fromiter((r[5] is not None and len(r[5]) == width for r in rows), bool, n)
+        names = np.frombuffer(
+            b"".join(r[5] if ok and r[5] else bytes(width) for r, ok in zip(rows, has_name)),
+            dtype=np.uint8,
+        ).reshape(n, width)
         pad = (-width) % 8
         if pad:
             # Whole 64-bit words make the popcount one vectorised pass.
             raw = np.pad(raw, ((0, 0), (0, pad)))
+            names = np.pad(names, ((0, 0), (0, pad)))
         langs = np.empty(n, dtype=np.int32)
         for i, r in enumerate(rows):
             code = coarse.codes.get(r[3])
@@ -325,6 +372,10 @@ class VectorIndex:
             coarse.ids[np.isin(coarse.ids, new_ids)] = -1
         coarse.ids = np.concatenate([coarse.ids, new_ids])
         coarse.bits = np.concatenate([coarse.bits, np.ascontiguousarray(raw).view(np.uint64)])
+        coarse.name_bits = np.concatenate(
+            [coarse.name_bits, np.ascontiguousarray(names).view(np.uint64)]
+        )
+        coarse.has_name = np.concatenate([coarse.has_name, has_name])
         coarse.languages = np.concatenate([coarse.languages, langs])
         coarse.file_ids = np.concatenate(
             [coarse.file_ids, np.fromiter((r[4] for r in rows), dtype=np.int64, count=n)]
@@ -380,8 +431,14 @@ class VectorIndex:
         file_ids: Sequence[int] | None = None,
         exclude: Sequence[int] = (),
         candidates: int | None = None,
+        names: bool = False,
     ) -> list[tuple[int, float]]:
-        """(chunk id, cosine similarity) of the ``k`` nearest chunks, best first."""
+        """(chunk id, cosine similarity) of the ``k`` nearest chunks, best first.
+
+        With ``names``, a chunk's similarity is the better of its code's cosine
+        and its name's less NAME_MARGIN, and the name vectors' own nearest are
+        candidates too: for a question in words. Code compared with code
+        (similar code) leaves names out."""
         coarse = self._load()
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
         if len(coarse.ids) == 0 or k <= 0:
@@ -407,6 +464,7 @@ class VectorIndex:
             return []
         # At least 1% of the index: the coarse pass's misses grow with its size.
         want = candidates or max(256, 8 * k, len(coarse.ids) // 100)
+        names = names and bool(coarse.has_name[pool].any())
         if len(pool) > want:
             qbits = quantize(query.reshape(1, -1))
             pad = (-qbits.shape[1]) % 8
@@ -414,13 +472,31 @@ class VectorIndex:
                 qbits = np.pad(qbits, ((0, 0), (0, pad)))
             q = qbits.view(np.uint64)[0]
             dist = np.bitwise_count(coarse.bits[pool] ^ q).sum(axis=1)
-            pool = pool[np.argpartition(dist, want)[:want]]
+            chosen_rows = pool[np.argpartition(dist, want)[:want]]
+            if names:
+                named = pool[coarse.has_name[pool]]
+                if len(named) > want:
+                    name_dist = np.bitwise_count(coarse.name_bits[named] ^ q).sum(axis=1)
+                    named = named[np.argpartition(name_dist, want)[:want]]
+                chosen_rows = np.union1d(chosen_rows, named)
+            pool = chosen_rows
         chosen = coarse.ids[pool]
+        if not names:
+            rows = self.store.reader().execute(
+                "SELECT chunk_id, 1.0 - vec_distance_cosine(vec, ?) AS sim FROM vectors"
+                " WHERE chunk_id IN (SELECT value FROM json_each(?)) ORDER BY sim DESC LIMIT ?",
+                (query.tobytes(), json_ids(chosen.tolist()), k),
+            )
+            return [(r[0], float(r[1])) for r in rows]
         rows = self.store.reader().execute(
-            "SELECT chunk_id, 1.0 - vec_distance_cosine(vec, ?) AS sim FROM vectors"
-            " WHERE chunk_id IN (SELECT value FROM json_each(?)) ORDER BY sim DESC LIMIT ?",
+            "SELECT chunk_id, max(1.0 - vec_distance_cosine(vec, ?1), CASE WHEN name_vec IS NULL"
+            " THEN -1.0 ELSE 1.0 - vec_distance_cosine(vec_int8(name_vec), vec_int8(?2)) - ?3"
+            " END) AS sim FROM vectors WHERE chunk_id IN (SELECT value FROM json_each(?4))"
+            " ORDER BY sim DESC LIMIT ?5",
             (
                 query.tobytes(),
+                to_int8(query)[0].tobytes(),
+                NAME_MARGIN,
                 json_ids(chosen.tolist()),
                 k,
             ),
