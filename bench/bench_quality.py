@@ -194,7 +194,7 @@ def main() -> None:
         ranks: dict[str, list[int]] = {name: [] for name in [*VARIANTS, "shipped"]}
         for q in queries:
             lexical = index.store.fts.search(query_terms(q["query"]), pool)
-            vector = index.vectors.nearest(embedder.embed_query(q["query"]), pool)
+            vector = index.vectors.nearest(embedder.embed_query(q["query"]), pool, names=True)
             missing = [cid for cid, _ in lexical + vector if cid not in spans]
             for cid, row in index.store.chunk_rows(missing).items():
                 spans[cid] = (row.path, row.start_line, row.end_line)

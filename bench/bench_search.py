@@ -16,12 +16,14 @@ the language server sees it after ``Index.warm_search`` ran in the background
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -141,8 +143,12 @@ def build(
                 )
             store.write_file(f"src/m{f}.py", 100, 1, str(f), "python", chunks)
     ids = [r[0] for r in store.reader().execute("SELECT id FROM chunks ORDER BY id")]
+    # Name vectors near their code's cluster, as a definition's name is near its code.
+    names = centroids[owner] + 0.9 * rng.standard_normal((n, dims)).astype(np.float32)
+    names /= np.linalg.norm(names, axis=1, keepdims=True)
     for start in range(0, n, 5000):
-        vectors.write(ids[start : start + 5000], matrix[start : start + 5000])
+        end = start + 5000
+        vectors.write(ids[start:end], matrix[start:end], names=names[start:end])
     return matrix
 
 
@@ -150,6 +156,12 @@ def block_prior_only(outline: object, words: object = frozenset()) -> float:
     """The ranking's prior as it was before the size, kind and name priors: the
     baseline of ``hybrid_no_priors``, measured interleaved with ``hybrid``."""
     return search_module.BLOCK_PRIOR if getattr(outline, "kind", None) == "block" else 1.0
+
+
+def code_only(nearest: Any, *args: Any, **kwargs: Any) -> Any:
+    """``VectorIndex.nearest`` without the name vectors: ``hybrid_no_names``."""
+    kwargs["names"] = False
+    return nearest(*args, **kwargs)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -186,27 +198,34 @@ def run_size(n: int, dims: int, queries: int, with_vec0: bool) -> dict[str, obje
                 "vector": [],
                 "hybrid": [],
                 "hybrid_no_priors": [],
+                # The code's vectors alone, without the names' (the vector pass
+                # before name vectors): what the names cost a query.
+                "hybrid_no_names": [],
             }
             recalls = []
             for q in range(queries):
                 qv = matrix[rng.integers(0, n)] + 0.3 * rng.standard_normal(dims).astype(np.float32)
                 qv /= np.linalg.norm(qv)
                 text = " ".join(rng.choice(vocab[:2000], 3, p=freq[:2000] / freq[:2000].sum()))
-                # The two hybrids alternate which goes first: the second of a pair
-                # finds the first one's pages in the cache.
-                order = list(lat)
-                if q % 2:
-                    order[2], order[3] = order[3], order[2]
+                # The hybrids take turns going first: a later one finds the
+                # earlier ones' pages in the cache.
+                hybrids = list(lat)[2:]
+                turn = q % len(hybrids)
+                order = list(lat)[:2] + hybrids[turn:] + hybrids[:turn]
                 for mode in order:
                     priors = search_module.prior
+                    nearest = vectors.nearest
                     if mode == "hybrid_no_priors":
                         search_module.prior = block_prior_only  # type: ignore[assignment]
+                    if mode == "hybrid_no_names":
+                        vectors.nearest = functools.partial(code_only, nearest)  # type: ignore[method-assign]
                     try:
                         t = time.perf_counter()
-                        searcher.search(text, qv, 10, mode.removesuffix("_no_priors"))
+                        searcher.search(text, qv, 10, mode.split("_no_")[0])
                         lat[mode].append((time.perf_counter() - t) * 1000)
                     finally:
                         search_module.prior = priors
+                        vectors.nearest = nearest  # type: ignore[method-assign]
                 exact = set(ids[np.argsort(-(matrix @ qv))[:10]].tolist())
                 got = {cid for cid, _ in vectors.nearest(qv, 10)}
                 recalls.append(len(exact & got) / 10)
