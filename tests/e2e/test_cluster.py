@@ -185,7 +185,7 @@ def test_build_makes_shards_the_local_engine_opens(built: Any) -> None:
 
 
 def test_every_shard_chunk_has_the_name_vector_a_working_copy_would_have(built: Any) -> None:
-    out, summary, _ = built
+    out, summary, stderr = built
     manifest = json.loads((out / MANIFEST).read_text())
     space, dims = manifest["space"], manifest["dims"]
     rows = []
@@ -215,6 +215,10 @@ def test_every_shard_chunk_has_the_name_vector_a_working_copy_would_have(built: 
     for (path, symbol, name_vec), text in zip(rows, texts, strict=True):
         vec = np.frombuffer(held[name_key(text)], dtype=np.float32)
         assert to_int8(vec)[0].tobytes() == name_vec, (path, symbol)
+    # A name that several chunks share (`main`, in two repositories) is
+    # embedded once, beside each chunk's code.
+    assert len(set(texts)) < len(texts)
+    assert f" {summary['chunks'] + len(set(texts))} texts (code and names) to embed" in stderr
 
 
 def test_search_remote_finds_a_function_in_the_shards(
@@ -236,6 +240,20 @@ def test_search_remote_finds_a_function_in_the_shards(
     r = kenning(home, "search", "obfuscate email", "-k", "3", cwd=work,
                 KENNING_REMOTE=url, KENNING_REMOTE_TOKEN=token)  # fmt: skip
     assert r.returncode == 0 and "utils/text.py:29-34  obfuscate_email" in r.stdout, r
+
+
+def test_a_question_made_of_a_names_words_finds_its_definition_in_the_shards(
+    served: tuple[str, str],
+) -> None:
+    # Vectors alone: by the code's vectors, `issue_tokens` comes before
+    # `class TokenPair` for these two words (measured); its name's vector finds it.
+    url, token = served
+    status, body = _get(
+        url + "/v1/search", token, body={"query": "Token Pair", "mode": "vector", "k": 1}
+    )
+    assert status == 200, body
+    top = body["results"][0]
+    assert (top["repo"], top["path"], top["symbol"]) == ("ledgerly", "auth/tokens.py", "TokenPair")
 
 
 def test_the_token_is_required_on_every_route_but_healthz(served: tuple[str, str]) -> None:
