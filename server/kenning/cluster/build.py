@@ -11,9 +11,11 @@ The pipeline is the local index's, spread over a Ray cluster:
 3. **write** (this process): each file's chunks replace its old ones in its shard
    in one transaction; chunks whose text did not change keep their vectors.
 4. **embed** (``map_batches`` with a callable class, an actor pool): chunks still
-   without a vector are looked up in the content-addressed cache beside the
-   shards (``DIR/cache/embeddings.db``), and only the missing ones go to the
+   without a vector want two, their code's and their name's (as a local index
+   makes them); both are looked up in the content-addressed cache beside the
+   shards (``DIR/cache/embeddings.db``), and only the missing texts go to the
    actors, each of which opens the ONNX session once; on GPUs, one GPU each.
+   A chunk's row is written as soon as both its vectors are known.
 
 Chunking and embedding are two passes because the cache is a file here: the
 actors embed only what it lacks, and nothing is embedded twice across runs.
