@@ -24,11 +24,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import ray
 from tests.conftest import write_tree
 
-from kenning.cluster.shards import ShardIndex, shard_db
+from kenning.cluster.shards import MANIFEST, ShardIndex, shard_db, split_key
+from kenning.engine.store import Store
+from kenning.engine.text import name_input, name_key
+from kenning.engine.vectors import EmbeddingCache, to_int8
 
 HERE = Path(__file__).resolve().parent
 SERVER_SRC = HERE.parent.parent / "server"
@@ -180,6 +184,43 @@ def test_build_makes_shards_the_local_engine_opens(built: Any) -> None:
     assert ("ledgerly", "utils/text.py", "obfuscate_email") in found
 
 
+def test_every_shard_chunk_has_the_name_vector_a_working_copy_would_have(built: Any) -> None:
+    out, summary, stderr = built
+    manifest = json.loads((out / MANIFEST).read_text())
+    space, dims = manifest["space"], manifest["dims"]
+    rows = []
+    for i in range(3):
+        store = Store(shard_db(out, i))
+        try:
+            rows += (
+                store.reader()
+                .execute(
+                    "SELECT f.path, c.symbol, v.name_vec FROM vectors v"
+                    " JOIN chunks c ON c.id = v.chunk_id JOIN files f ON f.id = c.file_id"
+                )
+                .fetchall()
+            )
+        finally:
+            store.close()
+    assert len(rows) == summary["chunks"]
+    assert all(r[2] is not None and len(r[2]) == dims for r in rows)
+    # Each name vector is the cached vector of the name made from the path
+    # inside the repository: the key a local working copy's index looks up.
+    texts = [name_input(split_key(path)[1], symbol) for path, symbol, _ in rows]
+    cache = EmbeddingCache(out / "cache" / "embeddings.db")
+    try:
+        held = cache.get_many(space, [name_key(t) for t in texts])
+    finally:
+        cache.close()
+    for (path, symbol, name_vec), text in zip(rows, texts, strict=True):
+        vec = np.frombuffer(held[name_key(text)], dtype=np.float32)
+        assert to_int8(vec)[0].tobytes() == name_vec, (path, symbol)
+    # A name that several chunks share (`main`, in two repositories) is
+    # embedded once, beside each chunk's code.
+    assert len(set(texts)) < len(texts)
+    assert f" {summary['chunks'] + len(set(texts))} texts (code and names) to embed" in stderr
+
+
 def test_search_remote_finds_a_function_in_the_shards(
     home: Path, served: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -199,6 +240,20 @@ def test_search_remote_finds_a_function_in_the_shards(
     r = kenning(home, "search", "obfuscate email", "-k", "3", cwd=work,
                 KENNING_REMOTE=url, KENNING_REMOTE_TOKEN=token)  # fmt: skip
     assert r.returncode == 0 and "utils/text.py:29-34  obfuscate_email" in r.stdout, r
+
+
+def test_a_question_made_of_a_names_words_finds_its_definition_in_the_shards(
+    served: tuple[str, str],
+) -> None:
+    # Vectors alone: by the code's vectors, `issue_tokens` comes before
+    # `class TokenPair` for these two words (measured); its name's vector finds it.
+    url, token = served
+    status, body = _get(
+        url + "/v1/search", token, body={"query": "Token Pair", "mode": "vector", "k": 1}
+    )
+    assert status == 200, body
+    top = body["results"][0]
+    assert (top["repo"], top["path"], top["symbol"]) == ("ledgerly", "auth/tokens.py", "TokenPair")
 
 
 def test_the_token_is_required_on_every_route_but_healthz(served: tuple[str, str]) -> None:

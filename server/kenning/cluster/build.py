@@ -11,9 +11,11 @@ The pipeline is the local index's, spread over a Ray cluster:
 3. **write** (this process): each file's chunks replace its old ones in its shard
    in one transaction; chunks whose text did not change keep their vectors.
 4. **embed** (``map_batches`` with a callable class, an actor pool): chunks still
-   without a vector are looked up in the content-addressed cache beside the
-   shards (``DIR/cache/embeddings.db``), and only the missing ones go to the
+   without a vector want two, their code's and their name's (as a local index
+   makes them); both are looked up in the content-addressed cache beside the
+   shards (``DIR/cache/embeddings.db``), and only the missing texts go to the
    actors, each of which opens the ONNX session once; on GPUs, one GPU each.
+   A chunk's row is written as soon as both its vectors are known.
 
 Chunking and embedding are two passes because the cache is a file here: the
 actors embed only what it lacks, and nothing is embedded twice across runs.
@@ -44,7 +46,7 @@ from kenning.engine.prepare import Prepared, prepare_file
 from kenning.engine.scan import Scanner
 from kenning.engine.searchable import repo_id
 from kenning.engine.store import Store
-from kenning.engine.text import embed_header, embed_input, embed_key
+from kenning.engine.text import embed_header, embed_input, embed_key, name_input, name_key
 from kenning.engine.vectors import EmbeddingCache, VectorIndex
 from kenning.errors import UsageError, WorkspaceError
 
@@ -406,12 +408,13 @@ def _finish(
     }
 
 
-def _pending(store: Store) -> list[tuple[int, str, str]]:
-    """(chunk id, cache key, text) of the chunks of ``store`` without a vector.
+def _pending(store: Store) -> list[tuple[int, str, str, str, str]]:
+    """(chunk id, code key, code text, name key, name text) of the chunks of
+    ``store`` without a vector.
 
-    The header is made from the path inside the repository, as a local index
-    of that repository makes it: the same chunk has the same cache key (and
-    vector) in a shard and in a working copy's index.
+    The header and the name are made from the path inside the repository, as a
+    local index of that repository makes them: the same chunk has the same
+    cache keys (and vectors) in a shard and in a working copy's index.
     """
     rows = store.reader().execute(
         "SELECT c.id, c.digest, c.text, f.path, c.language, c.kind, c.symbol FROM chunks c"
@@ -419,9 +422,60 @@ def _pending(store: Store) -> list[tuple[int, str, str]]:
     )
     out = []
     for cid, digest, text, key, language, kind, symbol in rows:
-        header = embed_header(split_key(key)[1], language, kind, symbol)
-        out.append((cid, embed_key(header, digest), embed_input(header, text)))
+        rel = split_key(key)[1]
+        header = embed_header(rel, language, kind, symbol)
+        name = name_input(rel, symbol)
+        out.append(
+            (cid, embed_key(header, digest), embed_input(header, text), name_key(name), name)
+        )
     return out
+
+
+class _Rows:
+    """The pending chunks of every shard, each waiting for two vectors (its
+    code's and its name's), written when both are known.
+
+    A vector is held only while a chunk that wants it is unwritten: a name that
+    many chunks share is embedded once and kept until the last of them goes.
+    """
+
+    def __init__(self) -> None:
+        # chunk number -> (shard, chunk id, code key, name key)
+        self.chunks: list[tuple[int, int, str, str]] = []
+        self.by_key: dict[str, list[int]] = defaultdict(list)
+        self.unwritten: dict[str, int] = defaultdict(int)
+        self.held: dict[str, bytes] = {}
+        self.written: set[int] = set()
+
+    def add(self, shard: int, cid: int, code: str, name: str) -> None:
+        n = len(self.chunks)
+        self.chunks.append((shard, cid, code, name))
+        for key in (code, name):
+            self.by_key[key].append(n)
+            self.unwritten[key] += 1
+
+    def arrive(self, fresh: dict[str, bytes]) -> list[tuple[int, int, str, str]]:
+        """Take vectors; the chunks that now have both, each once. Their
+        vectors come with them and are let go here when no other chunk wants them."""
+        self.held.update((k, v) for k, v in fresh.items() if k in self.unwritten)
+        ready = []
+        for key in fresh:
+            for n in self.by_key.get(key, ()):
+                _, _, code, name = self.chunks[n]
+                if n not in self.written and code in self.held and name in self.held:
+                    self.written.add(n)
+                    ready.append(self.chunks[n])
+        return ready
+
+    def vector(self, key: str) -> np.ndarray:
+        return np.frombuffer(self.held[key], dtype=np.float32)
+
+    def release(self, done: list[tuple[int, int, str, str]]) -> None:
+        for _, _, code, name in done:
+            for key in (code, name):
+                self.unwritten[key] -= 1
+                if self.unwritten[key] == 0:
+                    del self.unwritten[key], self.held[key], self.by_key[key]
 
 
 def _embed(
@@ -443,23 +497,34 @@ def _embed(
     vectors = [VectorIndex(s) for s in stores]
     for v in vectors:
         v.ensure_model(space, dims)
-    # cache key -> [(shard, chunk id)]: one chunk text in many places is embedded once.
-    wanted: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    # Code and name texts by cache key: one text in many places is embedded once.
+    rows = _Rows()
     texts: dict[str, str] = {}
     for i, store in enumerate(stores):
-        for cid, key, text in _pending(store):
-            wanted[key].append((i, cid))
-            texts[key] = text
-    if not wanted:
+        for cid, code_key, code, name_key_, name in _pending(store):
+            rows.add(i, cid, code_key, name_key_)
+            texts[code_key] = code
+            texts[name_key_] = name
+    if not texts:
         return
     width = 4 * dims
-    found = {k: v for k, v in cache.get_many(space, list(wanted)).items() if len(v) == width}
-    _write_vectors(vectors, wanted, found, space, dims)
-    report["cached"] += sum(len(wanted[k]) for k in found)
-    missing = [{"key": k, "text": texts[k]} for k in wanted if k not in found]
+    found = {k: v for k, v in cache.get_many(space, list(texts)).items() if len(v) == width}
+    # Counted by the chunks' code, as the local embed stage counts; names ride along.
+    code_cached = {code for _, _, code, _ in rows.chunks if code in found}
+    ready = rows.arrive(found)
+    _write_vectors(vectors, rows, ready, space, code_cached, report)
+    # A chunk's code beside its name: they meet in one batch and its row is
+    # written with that batch, not held until its name comes round.
+    missing: list[dict[str, str]] = []
+    queued: set[str] = set(found)
+    for _, _, code, name in rows.chunks:
+        for key in (code, name):
+            if key not in queued:
+                queued.add(key)
+                missing.append({"key": key, "text": texts[key]})
     say(
-        f"{len(found)} chunks from the cache, {len(missing)} to embed on {pool} workers"
-        + (f" ({gpus} GPUs)" if gpus else "")
+        f"{len(ready)} chunks from the cache, {len(missing)} texts (code and names) "
+        f"to embed on {pool} workers" + (f" ({gpus} GPUs)" if gpus else "")
     )
     if not missing:
         return
@@ -480,28 +545,36 @@ def _embed(
             for k, v in zip(batch["key"], batch["vec"], strict=True)
         }
         cache.put_many(space, list(fresh.items()))
-        _write_vectors(vectors, wanted, fresh, space, dims)
-        report["embedded"] += sum(len(wanted[k]) for k in fresh)
+        _write_vectors(vectors, rows, rows.arrive(fresh), space, code_cached, report)
         done += len(fresh)
         if time.monotonic() - last > 2.0 or done == len(missing):
             last = time.monotonic()
-            say(f"embedded {done}/{len(missing)} chunks")
+            say(f"embedded {done}/{len(missing)} texts")
 
 
 def _write_vectors(
     vectors: list[VectorIndex],
-    wanted: dict[str, list[tuple[int, int]]],
-    found: dict[str, bytes],
+    rows: _Rows,
+    ready: list[tuple[int, int, str, str]],
     space: str,
-    dims: int,
+    code_cached: set[str],
+    report: dict[str, Any],
 ) -> None:
-    by_shard: dict[int, tuple[list[int], list[np.ndarray]]] = defaultdict(lambda: ([], []))
-    for key, blob in found.items():
-        vec = np.frombuffer(blob, dtype=np.float32)
-        for shard, cid in wanted.get(key, ()):
-            ids, vecs = by_shard[shard]
-            ids.append(cid)
-            vecs.append(vec)
-    for shard, (ids, vecs) in by_shard.items():
-        for i in range(0, len(ids), 1024):
-            vectors[shard].write(ids[i : i + 1024], np.stack(vecs[i : i + 1024]), space)
+    """Write the rows of chunks whose two vectors are known, in one transaction
+    per shard and 1,024 rows, and count them."""
+    by_shard: dict[int, list[tuple[int, int, str, str]]] = defaultdict(list)
+    for chunk in ready:
+        by_shard[chunk[0]].append(chunk)
+    for shard, chunks in by_shard.items():
+        for i in range(0, len(chunks), 1024):
+            part = chunks[i : i + 1024]
+            vectors[shard].write(
+                [cid for _, cid, _, _ in part],
+                np.stack([rows.vector(code) for _, _, code, _ in part]),
+                space,
+                names=np.stack([rows.vector(name) for _, _, _, name in part]),
+            )
+    cached = sum(1 for _, _, code, _ in ready if code in code_cached)
+    report["cached"] += cached
+    report["embedded"] += len(ready) - cached
+    rows.release(ready)
