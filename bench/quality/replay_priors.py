@@ -1,21 +1,32 @@
-"""Replay the ranking priors on a quality set's index, through the engine's own Searcher.
+"""Replay ranking settings on a quality set's index, through the engine's own Searcher.
 
 For each setting of the priors (``SIZE_PRIOR_POWER``, ``TYPE_PRIOR``, ``NAME_BONUS``
-in ``kenning.engine.search``) every query is searched in each mode on the index a
-``run_eval.py --home DIR`` run left behind, and scored as ``run_eval.py`` scores. Query
-vectors are embedded once. Prints one JSON object per setting::
+in ``kenning.engine.search``) and of the name vectors' margin (``NAME_MARGIN`` in
+``kenning.engine.vectors``, or ``off``: code vectors only) every query is searched in
+each mode on the index a ``run_eval.py --home DIR`` run left behind, and scored as
+``run_eval.py`` scores. Query vectors are embedded once. Prints one JSON object per
+setting::
 
     python bench/quality/replay_priors.py --home /tmp/devhome --corpus /tmp/kenning-quality-dev \\
-        --grid 0:1:0 0.2:0.6:0.35 0.3:0.6:0.5
+        --grid 0:1:0 0.2:0.6:0.35 0.3:0.6:0.5 --name-margins off 0.07
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+
+def code_only(nearest: Any, *args: Any, **kwargs: Any) -> Any:
+    """``VectorIndex.nearest`` without the name vectors (``--name-margins off``)."""
+    kwargs["names"] = False
+    return nearest(*args, **kwargs)
 
 
 def main() -> None:
@@ -31,6 +42,12 @@ def main() -> None:
         default=["0:1:0", "0.2:0.6:0.35"],
         help="settings as SIZE_PRIOR_POWER:TYPE_PRIOR:NAME_BONUS",
     )
+    ap.add_argument(
+        "--name-margins",
+        nargs="+",
+        default=["0.07"],
+        help="NAME_MARGIN values to try, or off (code vectors only)",
+    )
     ap.add_argument("--modes", default="hybrid,vector,lexical")
     args = ap.parse_args()
     os.environ["KENNING_HOME"] = args.home
@@ -38,6 +55,7 @@ def main() -> None:
     import run_eval  # the benchmark's own scoring
 
     from kenning.engine import search
+    from kenning.engine import vectors as vector_module
     from kenning.engine.embedder import load_embedder
     from kenning.engine.workspace import Index
 
@@ -49,10 +67,21 @@ def main() -> None:
     index = Index((corpus / "workspace").resolve(), embedder=embedder)
     vectors = {t["id"]: embedder.embed_query(t["query"]) for t in targets}
     langs = sorted({t["lang"] for t in targets})
-    for setting in args.grid:
+    nearest = index.vectors.nearest
+    for setting, margin in itertools.product(args.grid, args.name_margins):
         power, kind, name = (float(x) for x in setting.split(":"))
         search.SIZE_PRIOR_POWER, search.TYPE_PRIOR, search.NAME_BONUS = power, kind, name
-        out: dict[str, object] = {"size_power": power, "type_prior": kind, "name_bonus": name}
+        if margin == "off":
+            index.vectors.nearest = functools.partial(code_only, nearest)  # type: ignore[method-assign]
+        else:
+            index.vectors.nearest = nearest  # type: ignore[method-assign]
+            vector_module.NAME_MARGIN = float(margin)
+        out: dict[str, object] = {
+            "size_power": power,
+            "type_prior": kind,
+            "name_bonus": name,
+            "name_margin": margin,
+        }
         for mode in args.modes.split(","):
             ranks = {}
             for t in targets:

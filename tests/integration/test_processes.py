@@ -22,7 +22,7 @@ import pytest
 import xxhash
 from tests.index_checks import make_corpus, problems
 
-from kenning.engine.text import embed_header, embed_input
+from kenning.engine.text import embed_header, embed_input, name_input
 from kenning.engine.workspace import index_path
 
 FAKE_CLI = [sys.executable, str(Path(__file__).resolve().parent.parent / "fake_cli.py")]
@@ -79,19 +79,20 @@ def embed_log(log: Path) -> Counter[str]:
 
 
 def chunk_text_hashes(db: Path) -> set[str]:
-    """The hashes of what each chunk is embedded as: its code under its header."""
+    """The hashes of what each chunk is embedded as: its code under its header, and
+    its name (text.name_input)."""
     conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         rows = conn.execute(
             "SELECT f.path, c.language, c.kind, c.symbol, c.text"
             " FROM chunks c JOIN files f ON f.id = c.file_id"
         )
-        return {
-            xxhash.xxh3_64_hexdigest(
-                embed_input(embed_header(path, language, kind, symbol), text).encode()
-            )
-            for path, language, kind, symbol, text in rows
-        }
+        hashes = set()
+        for path, language, kind, symbol, text in rows:
+            code = embed_input(embed_header(path, language, kind, symbol), text)
+            hashes.add(xxhash.xxh3_64_hexdigest(code.encode()))
+            hashes.add(xxhash.xxh3_64_hexdigest(name_input(path, symbol).encode()))
+        return hashes
     finally:
         conn.close()
 
