@@ -16,8 +16,9 @@ would read 1.0, for nonsense too): the best result reads its own evidence on a
 fixed scale (cosine and bm25 each mapped by a fixed calibration, blended as in
 fusion), the rest in proportion, and a query whose best evidence is weak says
 so in ``notes``. Every hit carries ``explain``: its lexical rank and raw bm25,
-its vector rank and raw cosine similarity, so a surprising result can be
-understood.
+its vector rank and cosine similarity (its code's, or its name's less
+``vectors.NAME_MARGIN`` where that is higher), and its prior, so a surprising
+result can be understood.
 """
 
 from __future__ import annotations
@@ -308,9 +309,9 @@ class Searcher:
         result reads its own evidence (:func:`evidence`) instead of 1.0, the rest
         in proportion. Returns the scores and that best evidence.
 
-        A hit the vector list did not reach still has a cosine similarity; it is
-        read exactly (and kept in ``vec_sim`` for ``explain``), so a word match
-        is never scored as if it meant nothing.
+        A hit the vector list did not reach still has a cosine similarity; its
+        code's is read exactly (and kept in ``vec_sim`` for ``explain``), so a
+        word match is never scored as if it meant nothing.
         """
         top = ranked[0][0]
         if query_vector is not None and top not in vec_sim:
