@@ -619,3 +619,29 @@ def test_each_chunk_is_embedded_with_its_name_and_a_question_finds_it_by_name(
     write_tree(other, {p.relative_to(ws).as_posix(): p.read_text() for p in ws.rglob("*.*")})
     Index(other, embedder=fake_embedder).refresh()
     assert fake_embedder.texts_embedded == embedded
+
+
+def test_an_edit_keeps_the_name_vectors_of_the_chunks_it_did_not_change(
+    ws: Path, fake_embedder: FakeEmbedder
+) -> None:
+    index = Index(ws, embedder=fake_embedder)
+    index.refresh()
+
+    def name_vectors() -> dict[tuple[int, str | None], bytes | None]:
+        return {
+            (r[0], r[1]): r[2]
+            for r in index.store.reader().execute(
+                "SELECT c.start_line, c.symbol, v.name_vec FROM chunks c"
+                " JOIN vectors v ON v.chunk_id = c.id JOIN files f ON f.id = c.file_id"
+                " WHERE f.path = 'src/http.py'"
+            )
+        }
+
+    before = name_vectors()
+    path = ws / "src/http.py"
+    path.write_text(path.read_text() + "\n\ndef unrelated_helper():\n    x = 41\n    return x + 1\n")
+    report = index.refresh()
+    assert 1 <= report.embedded <= 2  # the unchanged chunks kept their vectors
+    after = name_vectors()
+    assert all(v is not None for v in after.values())
+    assert {k: v for k, v in after.items() if k in before} == before

@@ -259,8 +259,10 @@ class Store:
         with self.write() as db:
             existed = db.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
             # Keyed by what is embedded: the text and the kind and symbol in its
-            # header (see text.embed_input; the path is this file's).
-            kept: dict[tuple[str, str, str | None], tuple[bytes, bytes]] = {}
+            # header (see text.embed_input; the path is this file's), so the
+            # name's vector (text.name_input) is kept with the code's.
+            kept: dict[tuple[str, str, str | None], tuple[bytes, bytes, bytes | None, bytes | None]]
+            kept = {}
             if existed is None:
                 file_id = self._file_row(
                     db, None, path, language, size, mtime_ns, content_hash, None
@@ -270,10 +272,10 @@ class Store:
                 # Chunks whose text did not change keep their vectors: an edit to
                 # one function re-embeds that function only.
                 kept = {
-                    (r[0], r[1], r[2]): (r[3], r[4])
+                    (r[0], r[1], r[2]): (r[3], r[4], r[5], r[6])
                     for r in db.execute(
-                        "SELECT c.digest, c.kind, c.symbol, v.bits, v.vec FROM chunks c JOIN vectors v"
-                        " ON v.chunk_id = c.id WHERE c.file_id = ?",
+                        "SELECT c.digest, c.kind, c.symbol, v.bits, v.vec, v.name_bits, v.name_vec"
+                        " FROM chunks c JOIN vectors v ON v.chunk_id = c.id WHERE c.file_id = ?",
                         (file_id,),
                     )
                 }
@@ -312,7 +314,8 @@ class Store:
             )
             if kept:
                 db.executemany(
-                    "INSERT INTO vectors(chunk_id, bits, vec) VALUES (?, ?, ?)",
+                    "INSERT INTO vectors(chunk_id, bits, vec, name_bits, name_vec)"
+                    " VALUES (?, ?, ?, ?, ?)",
                     [
                         (base + n, *kept[c.digest, c.kind, c.symbol])
                         for n, c in enumerate(chunks)
