@@ -639,7 +639,9 @@ def test_an_edit_keeps_the_name_vectors_of_the_chunks_it_did_not_change(
 
     before = name_vectors()
     path = ws / "src/http.py"
-    path.write_text(path.read_text() + "\n\ndef unrelated_helper():\n    x = 41\n    return x + 1\n")
+    path.write_text(
+        path.read_text() + "\n\ndef unrelated_helper():\n    x = 41\n    return x + 1\n"
+    )
     report = index.refresh()
     assert 1 <= report.embedded <= 2  # the unchanged chunks kept their vectors
     after = name_vectors()
