@@ -114,8 +114,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         """
         -- Name vectors: beside the vector of its code, a chunk keeps one of its
         -- definition's name alone (int8, with its sign bits), which vector
-        -- search reads too. Every chunk is embedded again by the next refresh:
-        -- its code's vector comes back from the shared cache, its name's is new.
+        -- search reads too. And a chunk that holds small definitions joined to
+        -- its own keeps their names and lines (parts: a JSON list of [symbol,
+        -- start_line, end_line, kind], NULL when none), so search can answer
+        -- by the one a query names. Every file is chunked and embedded again by
+        -- the next refresh: its code's vectors come back from the shared cache,
+        -- its names' are new.
         DROP TRIGGER vectors_gone;
         DELETE FROM vectors;
         DELETE FROM vector_tombstones;
@@ -124,7 +128,11 @@ MIGRATIONS: list[tuple[int, str]] = [
         END;
         ALTER TABLE vectors ADD COLUMN name_bits BLOB;
         ALTER TABLE vectors ADD COLUMN name_vec BLOB;
-        UPDATE chunks SET has_vector = 0 WHERE has_vector = 1;
+        DELETE FROM signatures;
+        DELETE FROM chunks;
+        INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all');
+        ALTER TABLE chunks ADD COLUMN parts TEXT;
+        UPDATE files SET hash = NULL, mtime_ns = -1 WHERE skip_reason IS NULL;
         INSERT INTO meta(key, value) VALUES ('vector_epoch', '1') ON CONFLICT(key)
             DO UPDATE SET value = CAST(value AS INTEGER) + 1;
         """,
