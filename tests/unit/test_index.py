@@ -619,3 +619,38 @@ def test_each_chunk_is_embedded_with_its_name_and_a_question_finds_it_by_name(
     write_tree(other, {p.relative_to(ws).as_posix(): p.read_text() for p in ws.rglob("*.*")})
     Index(other, embedder=fake_embedder).refresh()
     assert fake_embedder.texts_embedded == embedded
+
+
+STACK = """\
+class Stack:
+    def __init__(self):
+        self._items = []
+        self._count = 0
+
+    def push(self, item):
+        self._items.append(item)
+        self._count += 1
+        return item
+
+    def is_empty(self):
+        return not self._items
+"""
+
+
+def test_a_query_naming_a_joined_small_function_is_answered_by_it(tmp_path: Path) -> None:
+    """`is_empty` is too small for a chunk of its own and shares `push`'s: a query
+    that names it gets its name and its two lines, not `push`'s."""
+    index = Index(write_tree(tmp_path / "ws", {"stack.py": STACK}))
+    index.refresh(embed=False)
+    hit = index.search("check whether the stack is empty", mode="lexical").results[0]
+    assert (hit.path, hit.symbol, hit.kind) == ("stack.py", "Stack.is_empty", "method")
+    assert (hit.start_line, hit.end_line) == (11, 12)
+    assert hit.snippet == "    def is_empty(self):\n        return not self._items"
+
+
+def test_a_query_naming_the_chunks_own_function_keeps_its_whole_range(tmp_path: Path) -> None:
+    index = Index(write_tree(tmp_path / "ws", {"stack.py": STACK}))
+    index.refresh(embed=False)
+    hit = index.search("push an item on the stack", mode="lexical").results[0]
+    assert (hit.symbol, hit.start_line, hit.end_line) == ("Stack.push", 6, 12)
+    assert hit.snippet.startswith("    def push(self, item):\n")

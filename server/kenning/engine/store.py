@@ -68,8 +68,21 @@ _CHUNK_COLS = (
 
 
 def _chunk_row(row: Sequence[Any]) -> ChunkRow:
-    parts = tuple((p[0], p[1], p[2], p[3]) for p in json.loads(row[11])) if row[11] else ()
-    return ChunkRow(*row[1:11], parts=parts, id=row[0])
+    cid, path, start, end, kind, symbol, language, text, digest, us, ue, parts = row
+    return ChunkRow(
+        path,
+        start,
+        end,
+        kind,
+        symbol,
+        language,
+        text,
+        digest,
+        us,
+        ue,
+        parts=tuple((p[0], p[1], p[2], p[3]) for p in json.loads(parts)) if parts else (),
+        id=cid,
+    )
 
 
 def _connect(path: Path) -> apsw.Connection:
