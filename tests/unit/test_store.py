@@ -80,10 +80,11 @@ def test_an_index_of_the_old_chunks_is_chunked_and_embedded_again(tmp_path: Path
     index.close()
 
 
-def test_an_index_of_schema_3_is_chunked_again_and_learns_its_joined_definitions(
-    tmp_path: Path,
+@pytest.mark.parametrize("schema", [3, 4])
+def test_an_older_index_is_chunked_again_and_learns_its_joined_definitions(
+    tmp_path: Path, schema: int
 ) -> None:
-    """Schema 4 keeps the lines of the small definitions a chunk holds: an index
+    """Schema 5 keeps the lines of the small definitions a chunk holds: an index
     written before it opens with nothing of its old chunks, and its next refresh
     chunks every file again (once), so a query naming one finds it."""
     from tests.conftest import FakeEmbedder
@@ -94,7 +95,7 @@ def test_an_index_of_schema_3_is_chunked_again_and_learns_its_joined_definitions
     path.parent.mkdir(parents=True)
     conn = apsw.Connection(str(path))
     with conn:
-        for number, sql in MIGRATIONS[:3]:
+        for number, sql in MIGRATIONS[:schema]:
             conn.execute(sql)
             conn.execute(f"PRAGMA user_version = {number}")
         st = (ws / "a.py").stat()

@@ -114,12 +114,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         """
         -- Name vectors: beside the vector of its code, a chunk keeps one of its
         -- definition's name alone (int8, with its sign bits), which vector
-        -- search reads too. And a chunk that holds small definitions joined to
-        -- its own keeps their names and lines (parts: a JSON list of [symbol,
-        -- start_line, end_line, kind], NULL when none), so search can answer
-        -- by the one a query names. Every file is chunked and embedded again by
-        -- the next refresh: its code's vectors come back from the shared cache,
-        -- its names' are new.
+        -- search reads too. Every chunk is embedded again by the next refresh:
+        -- its code's vector comes back from the shared cache, its name's is new.
         DROP TRIGGER vectors_gone;
         DELETE FROM vectors;
         DELETE FROM vector_tombstones;
@@ -128,6 +124,26 @@ MIGRATIONS: list[tuple[int, str]] = [
         END;
         ALTER TABLE vectors ADD COLUMN name_bits BLOB;
         ALTER TABLE vectors ADD COLUMN name_vec BLOB;
+        UPDATE chunks SET has_vector = 0 WHERE has_vector = 1;
+        INSERT INTO meta(key, value) VALUES ('vector_epoch', '1') ON CONFLICT(key)
+            DO UPDATE SET value = CAST(value AS INTEGER) + 1;
+        """,
+    ),
+    (
+        5,
+        """
+        -- A chunk that holds small definitions joined to its own (none stands
+        -- alone under three lines) keeps their names and lines: parts, a JSON
+        -- list of [symbol, start_line, end_line, kind], NULL when none, so
+        -- search can answer by the one a query names. Every file is chunked
+        -- and embedded again by the next refresh (vectors come back from the
+        -- shared cache).
+        DROP TRIGGER vectors_gone;
+        DELETE FROM vectors;
+        DELETE FROM vector_tombstones;
+        CREATE TRIGGER vectors_gone AFTER DELETE ON vectors BEGIN
+            INSERT INTO vector_tombstones(chunk_id) VALUES (old.chunk_id);
+        END;
         DELETE FROM signatures;
         DELETE FROM chunks;
         INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all');
