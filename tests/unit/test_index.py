@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from tests.conftest import FakeEmbedder, write_tree
 
-from kenning.engine.text import split_case
+from kenning.engine.search import named_part
+from kenning.engine.text import query_words, split_case
+from kenning.engine.types import ChunkRow
 from kenning.engine.workspace import Index
 from kenning.errors import LocationError, NeedsEmbeddingsError, UsageError, WorkspaceError
 
@@ -646,6 +648,9 @@ def test_a_query_naming_a_joined_small_function_is_answered_by_it(tmp_path: Path
     assert (hit.path, hit.symbol, hit.kind) == ("stack.py", "Stack.is_empty", "method")
     assert (hit.start_line, hit.end_line) == (11, 12)
     assert hit.snippet == "    def is_empty(self):\n        return not self._items"
+    # The name itself, as a symbol picker (workspace/symbol) sends it.
+    hit = index.search("is_empty").results[0]
+    assert (hit.symbol, hit.start_line, hit.end_line) == ("Stack.is_empty", 11, 12)
 
 
 def test_a_query_naming_the_chunks_own_function_keeps_its_whole_range(tmp_path: Path) -> None:
@@ -654,3 +659,20 @@ def test_a_query_naming_the_chunks_own_function_keeps_its_whole_range(tmp_path: 
     hit = index.search("push an item on the stack", mode="lexical").results[0]
     assert (hit.symbol, hit.start_line, hit.end_line) == ("Stack.push", 6, 12)
     assert hit.snippet.startswith("    def push(self, item):\n")
+
+
+def test_a_part_answers_only_when_its_name_says_more_of_the_query() -> None:
+    row = ChunkRow(
+        "console.py", 10, 30, "method", "Console.push_theme", "python", "", "d", id=1,
+        parts=(("Console.pop_theme", 25, 27, "method"), ("Console.pop_render_hook", 28, 30, "method")),
+    )  # fmt: skip
+
+    def named(query: str) -> str | None:
+        part = named_part(row, query_words(query))
+        return part[0] if part else None
+
+    assert named("pop the theme off the stack") == "Console.pop_theme"
+    assert named("pop a render hook") == "Console.pop_render_hook"
+    # One word of a two-word name is not enough, and a tie keeps the chunk's own name.
+    assert named("remove the theme") is None
+    assert named("push or pop a theme") is None
