@@ -1489,6 +1489,58 @@ def test_a_header_joins_its_first_member_and_tiny_functions_keep_their_names() -
     assert by_symbol(chunks, "Ring.push").end_line == 13
 
 
+def test_a_joined_small_definition_keeps_its_own_lines() -> None:
+    text = textwrap.dedent(
+        """\
+        class Stack:
+            def __init__(self):
+                self._items = []
+                self._count = 0
+
+            def push(self, item):
+                self._items.append(item)
+                self._count += 1
+                return item
+
+            def is_empty(self):
+                return not self._items
+        """
+    )
+    chunks = chunk_text("stack.py", text)
+    check_invariants(text, chunks)
+    joined = by_symbol(chunks, "Stack.push")
+    assert (joined.start_line, joined.end_line) == (6, 12)
+    assert joined.parts == (("Stack.is_empty", 11, 12, "method"),)
+    assert "Stack.is_empty" in joined.also
+    # A class header joined to its first method is part of the class, not an answer.
+    assert by_symbol(chunks, "Stack.__init__").parts == ()
+
+
+def test_definitions_joined_one_after_another_all_keep_their_lines() -> None:
+    text = textwrap.dedent(
+        """\
+        package main
+
+        func one() int { return 1 }
+
+        func main() {
+        \tx := one()
+        \tprintln(x)
+        \tprintln(x + 1)
+        }
+
+        func two() int { return 2 }
+        func three() int { return 3 }
+        """
+    )
+    chunks = chunk_text("main.go", text)
+    check_invariants(text, chunks)
+    joined = by_symbol(chunks, "main")
+    assert (joined.start_line, joined.end_line) == (5, 12)
+    assert joined.parts == (("two", 11, 11, "function"), ("three", 12, 12, "function"))
+    assert by_symbol(chunks, "one").parts == ()
+
+
 def test_a_long_docstring_does_not_split_a_short_function() -> None:
     doc = "\n".join(f"    Explains step {i} of the algorithm in some detail." for i in range(80))
     text = f'def solve(grid):\n    """Solve the puzzle.\n\n{doc}\n    """\n    return search(grid, 0)\n'

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from tests.conftest import FakeEmbedder, write_tree
 
-from kenning.engine.text import split_case
+from kenning.engine.search import named_part
+from kenning.engine.text import query_words, split_case
+from kenning.engine.types import ChunkRow
 from kenning.engine.workspace import Index
 from kenning.errors import LocationError, NeedsEmbeddingsError, UsageError, WorkspaceError
 
@@ -647,3 +649,58 @@ def test_an_edit_keeps_the_name_vectors_of_the_chunks_it_did_not_change(
     after = name_vectors()
     assert all(v is not None for v in after.values())
     assert {k: v for k, v in after.items() if k in before} == before
+
+
+STACK = """\
+class Stack:
+    def __init__(self):
+        self._items = []
+        self._count = 0
+
+    def push(self, item):
+        self._items.append(item)
+        self._count += 1
+        return item
+
+    def is_empty(self):
+        return not self._items
+"""
+
+
+def test_a_query_naming_a_joined_small_function_is_answered_by_it(tmp_path: Path) -> None:
+    """`is_empty` is too small for a chunk of its own and shares `push`'s: a query
+    that names it gets its name and its two lines, not `push`'s."""
+    index = Index(write_tree(tmp_path / "ws", {"stack.py": STACK}))
+    index.refresh(embed=False)
+    hit = index.search("check whether the stack is empty", mode="lexical").results[0]
+    assert (hit.path, hit.symbol, hit.kind) == ("stack.py", "Stack.is_empty", "method")
+    assert (hit.start_line, hit.end_line) == (11, 12)
+    assert hit.snippet == "    def is_empty(self):\n        return not self._items"
+    # The name itself, as a symbol picker (workspace/symbol) sends it.
+    hit = index.search("is_empty").results[0]
+    assert (hit.symbol, hit.start_line, hit.end_line) == ("Stack.is_empty", 11, 12)
+
+
+def test_a_query_naming_the_chunks_own_function_keeps_its_whole_range(tmp_path: Path) -> None:
+    index = Index(write_tree(tmp_path / "ws", {"stack.py": STACK}))
+    index.refresh(embed=False)
+    hit = index.search("push an item on the stack", mode="lexical").results[0]
+    assert (hit.symbol, hit.start_line, hit.end_line) == ("Stack.push", 6, 12)
+    assert hit.snippet.startswith("    def push(self, item):\n")
+
+
+def test_a_part_answers_only_when_its_name_says_more_of_the_query() -> None:
+    row = ChunkRow(
+        "console.py", 10, 30, "method", "Console.push_theme", "python", "", "d", id=1,
+        parts=(("Console.pop_theme", 25, 27, "method"), ("Console.pop_render_hook", 28, 30, "method")),
+    )  # fmt: skip
+
+    def named(query: str) -> str | None:
+        part = named_part(row, query_words(query))
+        return part[0] if part else None
+
+    assert named("pop the theme off the stack") == "Console.pop_theme"
+    assert named("pop a render hook") == "Console.pop_render_hook"
+    # One word of a two-word name is not enough, and a tie keeps the chunk's own name.
+    assert named("remove the theme") is None
+    assert named("push or pop a theme") is None

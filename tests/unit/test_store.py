@@ -80,6 +80,56 @@ def test_an_index_of_the_old_chunks_is_chunked_and_embedded_again(tmp_path: Path
     index.close()
 
 
+@pytest.mark.parametrize("schema", [3, 4])
+def test_an_older_index_is_chunked_again_and_learns_its_joined_definitions(
+    tmp_path: Path, schema: int
+) -> None:
+    """Schema 5 keeps the lines of the small definitions a chunk holds: an index
+    written before it opens with nothing of its old chunks, and its next refresh
+    chunks every file again (once), so a query naming one finds it."""
+    from tests.conftest import FakeEmbedder
+
+    text = "def main():\n    a = 1\n    b = 2\n    return a + b\n\n\ndef two():\n    return 2\n"
+    ws = write_tree(tmp_path / "ws", {"a.py": text})
+    path = index_path(ws.resolve(), tmp_path / "home")
+    path.parent.mkdir(parents=True)
+    conn = apsw.Connection(str(path))
+    with conn:
+        for number, sql in MIGRATIONS[:schema]:
+            conn.execute(sql)
+            conn.execute(f"PRAGMA user_version = {number}")
+        st = (ws / "a.py").stat()
+        conn.execute(
+            "INSERT INTO files(id, path, language, size, mtime_ns, hash, indexed_at)"
+            " VALUES (1, 'a.py', 'python', ?, ?, 'old-hash', 0)",
+            (st.st_size, st.st_mtime_ns),
+        )
+        conn.execute(
+            "INSERT INTO chunks(id, file_id, ord, start_line, end_line, kind, symbol, language,"
+            " digest, text, has_vector) VALUES (7, 1, 0, 1, 8, 'function', 'main', 'python', 'd',"
+            " 'def main():', 1)"
+        )
+        conn.execute("INSERT INTO vectors(chunk_id, bits, vec) VALUES (7, x'00', x'00000000')")
+        conn.execute(
+            "INSERT INTO chunks_fts(rowid, symbol, body, path, name)"
+            " VALUES (7, 'main two', 'main', 'a', 'main')"
+        )
+    conn.close()
+    index = Index(ws, embedder=FakeEmbedder(), home=tmp_path / "home")
+    assert index.store.schema_version == SCHEMA_VERSION
+    assert index.store.counts()["chunks"] == 0
+    assert index.store.fts.search(["main"], 10) == []
+    report = index.refresh()
+    assert (report.changed, report.chunks, report.embedded, report.pending) == (1, 1, 1, 0)
+    (row,) = index.store.chunks_of("a.py")
+    assert (row.symbol, row.start_line, row.end_line) == ("main", 1, 8)
+    assert row.parts == (("two", 7, 8, "function"),)
+    (hit,) = index.search("two", mode="lexical").results
+    assert (hit.symbol, hit.start_line, hit.end_line) == ("two", 7, 8)
+    assert index.refresh().changed == 0  # once
+    index.close()
+
+
 def test_an_index_from_a_newer_kenning_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "i.db"
     Store(path).close()

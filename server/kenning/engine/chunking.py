@@ -232,7 +232,7 @@ def chunk_text(
         us = ue = None
         if unit is not None and (unit.start < s or unit.end > e):
             us, ue = unit.start + 1, unit.end + 1
-        also = p[8] if len(p) > 8 else ()
+        also = _extra(p, 8)
         out.append(
             Chunk(
                 path,
@@ -247,6 +247,7 @@ def chunk_text(
                 ue,
                 also,
                 fts_columns(symbol, also, body) if lexical else None,
+                _extra(p, 9),
             )
         )
     return out
@@ -406,14 +407,32 @@ def _join(first: list[Any], second: list[Any]) -> list[Any]:
     if unit is not None:  # a definition's range holds every line its parts took in
         unit.start = min(unit.start, joined[0])
         unit.end = max(unit.end, joined[1])
-    # The other piece's definitions stay findable by name (see Chunk.also).
+    # The other piece's definitions stay findable by name (see Chunk.also), and
+    # search can answer by one of them, with its own lines (see Chunk.parts).
     other = second if main is first else first
-    also = [*(main[8] if len(main) > 8 else ()), *(other[8] if len(other) > 8 else ())]
+    also = [*_extra(main, 8), *_extra(other, 8)]
+    parts = [*_extra(main, 9), *_extra(other, 9)]
     if other[3] and other[3] != main[3]:
         also.append(other[3])
-    if also:
-        joined[8:] = [tuple(dict.fromkeys(a for a in also if a != main[3]))]
+        # A part of a split definition (a class's header) is no answer of its
+        # own: its definition's other chunks answer for it.
+        if other[2] != "block" and other[5] is None:
+            s, e = _extra(other, 10) or (other[0], other[1])
+            parts.append((other[3], s + 1, e + 1, other[2]))
+    del joined[8:]
+    joined += [
+        tuple(dict.fromkeys(a for a in also if a != main[3])),
+        tuple(sorted(dict.fromkeys(q for q in parts if q[0] != main[3]), key=lambda q: q[1])),
+        _extra(main, 10) or (main[0], main[1]),
+    ]
     return joined
+
+
+def _extra(p: list[Any], i: int) -> tuple[Any, ...]:
+    """A piece's optional field ``i``, which only joined pieces have: 8 the other
+    symbols it holds, 9 their (symbol, first line, last line, kind), 1-based, 10
+    the rows of its own definition before anything joined it."""
+    return p[i] if len(p) > i else ()
 
 
 # --- markdown -----------------------------------------------------------------------

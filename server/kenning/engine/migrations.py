@@ -129,6 +129,30 @@ MIGRATIONS: list[tuple[int, str]] = [
             DO UPDATE SET value = CAST(value AS INTEGER) + 1;
         """,
     ),
+    (
+        5,
+        """
+        -- A chunk that holds small definitions joined to its own (none stands
+        -- alone under three lines) keeps their names and lines: parts, a JSON
+        -- list of [symbol, start_line, end_line, kind], NULL when none, so
+        -- search can answer by the one a query names. Every file is chunked
+        -- and embedded again by the next refresh (vectors come back from the
+        -- shared cache).
+        DROP TRIGGER vectors_gone;
+        DELETE FROM vectors;
+        DELETE FROM vector_tombstones;
+        CREATE TRIGGER vectors_gone AFTER DELETE ON vectors BEGIN
+            INSERT INTO vector_tombstones(chunk_id) VALUES (old.chunk_id);
+        END;
+        DELETE FROM signatures;
+        DELETE FROM chunks;
+        INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all');
+        ALTER TABLE chunks ADD COLUMN parts TEXT;
+        UPDATE files SET hash = NULL, mtime_ns = -1 WHERE skip_reason IS NULL;
+        INSERT INTO meta(key, value) VALUES ('vector_epoch', '1') ON CONFLICT(key)
+            DO UPDATE SET value = CAST(value AS INTEGER) + 1;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -82,6 +82,7 @@ class Prepared:
                     c.unit_end,
                     c.also,
                     c.lexical,
+                    c.parts,
                 )
                 for c in self.chunks
             ],

@@ -113,7 +113,34 @@ def snippet(text: str) -> str:
 WHOLE_UNIT_KINDS = frozenset({"function", "method"})
 
 
-def to_hit(row: ChunkRow, score: float, explain: dict[str, float | int | None]) -> SearchHit:
+def to_hit(
+    row: ChunkRow,
+    score: float,
+    explain: dict[str, float | int | None],
+    words: set[str] | frozenset[str] = frozenset(),
+) -> SearchHit:
+    """The answer a chunk gives to a query of ``words``: the chunk, or the small
+    definition joined into it (``ChunkRow.parts``) whose name says more of what
+    the query says than the chunk's own name, with that definition's lines."""
+    part = named_part(row, words)
+    if part is not None:
+        symbol, start, end, kind = part
+        # The chunk's text ends with its lines; a signature prefix may come first.
+        lines = row.text.split("\n")
+        first = max(0, len(lines) - (row.end_line - row.start_line + 1) + start - row.start_line)
+        text = "\n".join(lines[first : first + end - start + 1])
+        return SearchHit(
+            path=row.path,
+            start_line=start,
+            end_line=end,
+            symbol=symbol,
+            kind=kind,
+            language=row.language,
+            score=score,
+            snippet=snippet(text),
+            chunk_id=row.id,
+            explain=explain,
+        )
     start, end = row.start_line, row.end_line
     if row.unit_start is not None and row.unit_end is not None and row.kind in WHOLE_UNIT_KINDS:
         start, end = row.unit_start, row.unit_end
@@ -129,6 +156,36 @@ def to_hit(row: ChunkRow, score: float, explain: dict[str, float | int | None]) 
         chunk_id=row.id,
         explain=explain,
     )
+
+
+def name_words(symbol: str | None) -> set[str]:
+    """The words of a definition's own name (``Stack.is_empty``: "empty")."""
+    if not symbol:
+        return set()
+    return {w for w in words_of(symbol.rsplit(".", 1)[-1]) if w not in STOPWORDS}
+
+
+def names(name: set[str], words: set[str] | frozenset[str]) -> int:
+    """How many of the query's ``words`` a name of words ``name`` says, when that
+    is enough to say the name answers the query; 0 otherwise. One shared word of
+    a longer name is too weak a sign ("read a json config file" and
+    `read_since`): two, or the whole name, it takes."""
+    said = len(words & name)
+    return said if name and said >= min(2, len(name)) else 0
+
+
+def named_part(row: ChunkRow, words: set[str] | frozenset[str]) -> tuple[str, int, int, str] | None:
+    """The definition joined into ``row`` that a query of ``words`` names, by the
+    rule of :func:`prior`'s name bonus and with strictly more of its words than
+    the chunk's own name; None when there is none (the chunk answers)."""
+    if not row.parts or not words:
+        return None
+    best, most = None, len(words & name_words(row.symbol))
+    for part in row.parts:
+        said = names(name_words(part[0]), words)
+        if said > most:
+            best, most = part, said
+    return best
 
 
 def lexical_score(bm25: float) -> float:
@@ -266,7 +323,8 @@ class Searcher:
         else:
             ranked = rank_fused(lexical, vector, weight)
         priors: dict[int, float] = {}
-        ranked = self._one_per_unit(ranked, k, query_words(query), priors)
+        words = query_words(query)
+        ranked = self._one_per_unit(ranked, k, words, priors)
         best = 0.0
         if mode == "hybrid" and ranked:
             ranked, best = self._anchor(ranked, lex_bm25, vec_sim, query_vector, weight)
@@ -293,7 +351,7 @@ class Searcher:
                 "similarity": round(vec_sim[cid], 4) if cid in vec_sim else None,
                 "prior": round(priors.get(cid, 1.0), 4),
             }
-            hits.append(to_hit(row, score, explain))
+            hits.append(to_hit(row, score, explain, words))
         took = (time.perf_counter() - started) * 1000
         return SearchResult(query, mode, hits, took, complete, notes)
 
@@ -382,11 +440,9 @@ def prior(outline: ChunkOutline | None, words: set[str] | frozenset[str] = froze
     if lines > SIZE_PRIOR_LINES:
         p *= (SIZE_PRIOR_LINES / lines) ** SIZE_PRIOR_POWER
     if words and outline.symbol:
-        name = {w for w in words_of(outline.symbol.rsplit(".", 1)[-1]) if w not in STOPWORDS}
-        said = len(words & name)
-        # One shared word of a longer name is too weak a sign ("read a json
-        # config file" and `read_since`): two, or the whole name, it takes.
-        if name and said >= min(2, len(name)):
+        name = name_words(outline.symbol)
+        said = names(name, words)
+        if said:
             p *= 1.0 + NAME_BONUS * said / len(name)
     return p
 

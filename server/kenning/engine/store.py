@@ -12,6 +12,7 @@ long write: WAL lets readers see the last committed state.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -59,15 +60,29 @@ class ChunkOutline:
     symbol: str | None = None
 
 
-# In ChunkRow's order after the id (see _chunk_row).
+# In ChunkRow's order after the id, then parts (see _chunk_row).
 _CHUNK_COLS = (
     "c.id, f.path, c.start_line, c.end_line, c.kind, c.symbol, c.language, c.text, c.digest,"
-    " c.unit_start, c.unit_end"
+    " c.unit_start, c.unit_end, c.parts"
 )
 
 
 def _chunk_row(row: Sequence[Any]) -> ChunkRow:
-    return ChunkRow(*row[1:], id=row[0])
+    cid, path, start, end, kind, symbol, language, text, digest, us, ue, parts = row
+    return ChunkRow(
+        path,
+        start,
+        end,
+        kind,
+        symbol,
+        language,
+        text,
+        digest,
+        us,
+        ue,
+        parts=tuple((p[0], p[1], p[2], p[3]) for p in json.loads(parts)) if parts else (),
+        id=cid,
+    )
 
 
 def _connect(path: Path) -> apsw.Connection:
@@ -286,8 +301,8 @@ class Store:
             base = self._next_chunk_id(db)
             db.executemany(
                 "INSERT INTO chunks(id, file_id, ord, start_line, end_line, kind, symbol,"
-                " language, text, digest, unit_start, unit_end, has_vector)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " language, text, digest, unit_start, unit_end, parts, has_vector)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         base + n,
@@ -302,6 +317,7 @@ class Store:
                         c.digest,
                         c.unit_start,
                         c.unit_end,
+                        json.dumps(c.parts) if c.parts else None,
                         int((c.digest, c.kind, c.symbol) in kept),
                     )
                     for n, c in enumerate(chunks)

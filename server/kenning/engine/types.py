@@ -56,12 +56,17 @@ class Chunk:
     # (``text.fts_columns``), when the prepare stage has computed them in a worker
     # process; None: the store computes them when it writes the chunk. Not read back.
     lexical: tuple[str, str, str] | None = None
+    # The other definitions the chunk holds, each with its own place: (symbol,
+    # start_line, end_line, kind), lines 1-based and inclusive as the chunk's, in
+    # line order. Search answers by one of them when the query names it (see
+    # search.to_hit). Stored.
+    parts: tuple[tuple[str, int, int, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChunkRow(Chunk):
     """A chunk as the index holds it: the same record, with the id it was stored
-    under (``also`` and ``lexical`` are not read back)."""
+    under (``also`` and ``lexical`` are not read back; ``parts`` is)."""
 
     id: int
 
