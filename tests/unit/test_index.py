@@ -669,16 +669,17 @@ class Stack:
 
 def test_a_query_naming_a_joined_small_function_is_answered_by_it(tmp_path: Path) -> None:
     """`is_empty` is too small for a chunk of its own and shares `push`'s: a query
-    that names it gets its name and its two lines, not `push`'s."""
+    that names it gets its name and its lines, not `push`'s (three of them: no
+    answer is under three lines, so the blank line above it is taken in)."""
     index = Index(write_tree(tmp_path / "ws", {"stack.py": STACK}))
     index.refresh(embed=False)
     hit = index.search("check whether the stack is empty", mode="lexical").results[0]
     assert (hit.path, hit.symbol, hit.kind) == ("stack.py", "Stack.is_empty", "method")
-    assert (hit.start_line, hit.end_line) == (11, 12)
+    assert (hit.start_line, hit.end_line) == (10, 12)
     assert hit.snippet == "    def is_empty(self):\n        return not self._items"
     # The name itself, as a symbol picker (workspace/symbol) sends it.
     hit = index.search("is_empty").results[0]
-    assert (hit.symbol, hit.start_line, hit.end_line) == ("Stack.is_empty", 11, 12)
+    assert (hit.symbol, hit.start_line, hit.end_line) == ("Stack.is_empty", 10, 12)
 
 
 def test_a_query_naming_the_chunks_own_function_keeps_its_whole_range(tmp_path: Path) -> None:
@@ -704,3 +705,18 @@ def test_a_part_answers_only_when_its_name_says_more_of_the_query() -> None:
     # One word of a two-word name is not enough, and a tie keeps the chunk's own name.
     assert named("remove the theme") is None
     assert named("push or pop a theme") is None
+
+
+def test_a_joined_small_function_before_its_neighbour_answers_from_its_own_first_line(
+    tmp_path: Path,
+) -> None:
+    source = (
+        "def tiny_helper_name(x):\n    return x + 1\n\n"
+        "def compute_the_total(items):\n    total = 0\n    for i in items:\n"
+        "        total += i\n    return total\n"
+    )
+    index = Index(write_tree(tmp_path / "ws", {"calc.py": source}))
+    index.refresh(embed=False)
+    hit = index.search("the tiny helper name", mode="lexical").results[0]
+    assert (hit.symbol, hit.start_line, hit.end_line) == ("tiny_helper_name", 1, 3)
+    assert hit.snippet == "def tiny_helper_name(x):\n    return x + 1"

@@ -121,14 +121,25 @@ def to_hit(
 ) -> SearchHit:
     """The answer a chunk gives to a query of ``words``: the chunk, or the small
     definition joined into it (``ChunkRow.parts``) whose name says more of what
-    the query says than the chunk's own name, with that definition's lines."""
+    the query says than the chunk's own name, from that definition's first line.
+
+    No answer is under MIN_CHUNK_LINES lines (the rule that keeps fragments out
+    of results holds for a whole two-line definition too): a shorter one's
+    answer takes in the chunk's lines after it, or at the chunk's end those
+    before it, and its snippet still opens on its code.
+    """
     part = named_part(row, words)
     if part is not None:
         symbol, start, end, kind = part
+        end = min(row.end_line, max(end, start + MIN_CHUNK_LINES - 1))
+        start = max(row.start_line, min(start, end - MIN_CHUNK_LINES + 1))
         # The chunk's text ends with its lines; a signature prefix may come first.
         lines = row.text.split("\n")
         first = max(0, len(lines) - (row.end_line - row.start_line + 1) + start - row.start_line)
-        text = "\n".join(lines[first : first + end - start + 1])
+        shown = lines[first : first + end - start + 1]
+        while len(shown) > 1 and not shown[0].strip():
+            shown = shown[1:]  # lines taken in from before: the snippet opens on code
+        text = "\n".join(shown)
         return SearchHit(
             path=row.path,
             start_line=start,
