@@ -567,6 +567,21 @@ def test_a_definition_named_for_the_query_beats_a_long_type_that_mentions_it(
     assert plain[0].symbol == "ConfigStore", [h.symbol for h in plain]
 
 
+def test_a_doc_comments_inflected_words_meet_the_name_they_describe() -> None:
+    """A doc comment says "Parses the entries", the function is `parse_entry`: the
+    name bonus compares stems, as the lexical index does."""
+    from kenning.engine.lexical import stem
+    from kenning.engine.search import NAME_BONUS, name_words, prior
+    from kenning.engine.store import ChunkOutline
+
+    assert name_words("Reader.parse_entry") == {"pars", "entri"}
+    outline = ChunkOutline("function", 1, 1, 8, None, False, "Reader.parse_entry")
+    words = {stem(w) for w in query_words("Parses the entries of a log file")}
+    assert prior(outline, words) == pytest.approx(1.0 + NAME_BONUS)
+    unrelated = {stem(w) for w in query_words("Writes the header of a log file")}
+    assert prior(outline, unrelated) == 1.0
+
+
 class _ConedEmbedder(FakeEmbedder):
     """Every vector leans the same way, as raw multilingual-e5's vectors of code do."""
 

@@ -9,6 +9,7 @@ Fusion with the vector ranking is :mod:`kenning.engine.search`'s.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import weakref
@@ -33,6 +34,21 @@ BM25_WEIGHTS = (4.0, 1.0, 2.0, 6.0)
 _BM25 = "bm25(chunks_fts, {})".format(", ".join(map(str, BM25_WEIGHTS)))
 # As in the chunks_fts definition (migrations.py).
 _FTS_TOKENIZER_ARGS = ("unicode61", "remove_diacritics", "2")
+
+_stem_lock = threading.Lock()
+_stemmer: list[Any] = []
+
+
+@functools.lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """``word``'s stem as the lexical index has it (FTS5's porter tokenizer):
+    "returns" and "return", "entries" and "entry" meet."""
+    with _stem_lock:
+        if not _stemmer:
+            conn = apsw.Connection(":memory:")
+            _stemmer.append(conn.fts5_tokenizer("porter", list(_FTS_TOKENIZER_ARGS)))
+        got = _stemmer[0](word.encode("utf-8"), apsw.FTS5_TOKENIZE_DOCUMENT, None)
+    return str(got[0][2]) if got else word
 
 
 class _Store(Protocol):

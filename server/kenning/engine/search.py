@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kenning.engine.chunking import MIN_CHUNK_LINES
+from kenning.engine.lexical import stem
 from kenning.engine.store import ChunkOutline, ChunkRow, Store
 from kenning.engine.text import STOPWORDS, query_terms, query_words, words_of
 from kenning.engine.types import SearchHit
@@ -170,10 +171,12 @@ def to_hit(
 
 
 def name_words(symbol: str | None) -> set[str]:
-    """The words of a definition's own name (``Stack.is_empty``: "empty")."""
+    """The stems of a definition's own name's words (``Stack.is_empty``:
+    "empti"), to meet a query's (:func:`lexical.stem`): a doc comment says
+    "Returns the entries", the name ``get_entry``."""
     if not symbol:
         return set()
-    return {w for w in words_of(symbol.rsplit(".", 1)[-1]) if w not in STOPWORDS}
+    return {stem(w) for w in words_of(symbol.rsplit(".", 1)[-1]) if w not in STOPWORDS}
 
 
 def names(name: set[str], words: set[str] | frozenset[str]) -> int:
@@ -334,7 +337,7 @@ class Searcher:
         else:
             ranked = rank_fused(lexical, vector, weight)
         priors: dict[int, float] = {}
-        words = query_words(query)
+        words = {stem(w) for w in query_words(query)}  # as name_words
         ranked = self._one_per_unit(ranked, k, words, priors)
         best = 0.0
         if mode == "hybrid" and ranked:
