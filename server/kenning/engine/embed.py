@@ -98,7 +98,8 @@ def embed_pending(
             break
         batch = embed_inputs(rows)
         names = name_inputs(rows)
-        digests = list({d for d, _ in batch + names})
+        code_keys = {d for d, _ in batch}
+        digests = list(code_keys | {d for d, _ in names})
         width = 4 * embedder.dims
         # A cached vector of another length was made by another model that
         # went by the same id (a folder model replaced in place): embed again.
@@ -125,7 +126,7 @@ def embed_pending(
             )
             break
         # Counted by the chunks' code; their names ride along.
-        fresh_code = len({d for d, _ in batch} & missing.keys())
+        fresh_code = len(code_keys & missing.keys())
         out.embedded += fresh_code
         out.cached += len(batch) - fresh_code
         done += len(batch)

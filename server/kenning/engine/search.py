@@ -129,6 +129,8 @@ def to_hit(
     answer takes in the chunk's lines after it, or at the chunk's end those
     before it, and its snippet still opens on its code.
     """
+    symbol, kind, text = row.symbol, row.kind, row.text
+    start, end = row.start_line, row.end_line
     part = named_part(row, words)
     if part is not None:
         symbol, start, end, kind = part
@@ -141,30 +143,17 @@ def to_hit(
         while len(shown) > 1 and not shown[0].strip():
             shown = shown[1:]  # lines taken in from before: the snippet opens on code
         text = "\n".join(shown)
-        return SearchHit(
-            path=row.path,
-            start_line=start,
-            end_line=end,
-            symbol=symbol,
-            kind=kind,
-            language=row.language,
-            score=score,
-            snippet=snippet(text),
-            chunk_id=row.id,
-            explain=explain,
-        )
-    start, end = row.start_line, row.end_line
-    if row.unit_start is not None and row.unit_end is not None and row.kind in WHOLE_UNIT_KINDS:
+    elif row.unit_start is not None and row.unit_end is not None and row.kind in WHOLE_UNIT_KINDS:
         start, end = row.unit_start, row.unit_end
     return SearchHit(
         path=row.path,
         start_line=start,
         end_line=end,
-        symbol=row.symbol,
-        kind=row.kind,
+        symbol=symbol,
+        kind=kind,
         language=row.language,
         score=score,
-        snippet=snippet(row.text),
+        snippet=snippet(text),
         chunk_id=row.id,
         explain=explain,
     )

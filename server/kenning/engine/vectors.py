@@ -478,7 +478,6 @@ class VectorIndex:
             return []
         # At least 1% of the index: the coarse pass's misses grow with its size.
         want = candidates or max(256, 8 * k, len(coarse.ids) // 100)
-        names = names and bool(coarse.has_name[pool].any())
         qbits = quantize(query.reshape(1, -1))
         pad = (-qbits.shape[1]) % 8
         if pad:
@@ -489,6 +488,8 @@ class VectorIndex:
         if not names:
             return found
         named = pool if coarse.has_name.all() else pool[coarse.has_name[pool]]
+        if len(named) == 0:
+            return found  # none written with a name (a shard built before names)
         # Names take no 1% floor: rescoring costs a row read each, and a name
         # worth finding is near the query. At 100k chunks 1,000 name candidates
         # rescored with the code's doubled the vector pass; 400 rescored apart
