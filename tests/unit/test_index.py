@@ -735,3 +735,17 @@ def test_a_joined_small_function_before_its_neighbour_answers_from_its_own_first
     hit = index.search("the tiny helper name", mode="lexical").results[0]
     assert (hit.symbol, hit.start_line, hit.end_line) == ("tiny_helper_name", 1, 3)
     assert hit.snippet == "def tiny_helper_name(x):\n    return x + 1"
+
+
+def test_a_buffer_with_a_byte_order_mark_indexes_as_the_saved_file_does(tmp_path: Path) -> None:
+    text = "\ufeffdef greet(name):\n    message = 'hi ' + name\n    return message\n"
+    saved = Index(write_tree(tmp_path / "saved", {"a.py": text}), home=tmp_path / "h1")
+    saved.refresh(embed=False)
+    edited = Index(write_tree(tmp_path / "edited", {"b.py": "x = 1\n"}), home=tmp_path / "h2")
+    edited.refresh(embed=False)
+    assert edited.set_buffer("a.py", text)
+    assert [c.text for c in edited.store.chunks_of("a.py")] == [
+        c.text for c in saved.store.chunks_of("a.py")
+    ]
+    assert not edited.store.chunks_of("a.py")[0].text.startswith("\ufeff")
+    assert edited.store.file("a.py").hash == saved.store.file("a.py").hash  # type: ignore[union-attr]

@@ -20,6 +20,7 @@ import xxhash
 
 from kenning.engine import prepare
 from kenning.engine.prepare import Prepared, prepare_text
+from kenning.engine.scan import decode_text
 from kenning.engine.store import FileRow, Store
 from kenning.engine.types import Cancelled, Progress
 
@@ -131,7 +132,9 @@ class Persister:
             return self.delete([rel]) > 0
         digest = xxhash.xxh3_64_hexdigest(data)
         if row is None or row.hash != digest or row.skip_reason is not None:
-            self.write(prepare_text(rel, text, len(data), mark, digest))
+            # Read as the saved file's bytes would be (a UTF-8 BOM dropped), so
+            # a buffer and the same text on disk index alike.
+            self.write(prepare_text(rel, decode_text(data), len(data), mark, digest))
             return True
         if row.mtime_ns != mark:
             self.store.touch_file(rel, len(data), mark)
